@@ -1,0 +1,187 @@
+"""The ``kwartier`` command line: one command per use case, ``--json`` for machine-readable output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kwartier.ingest import InputRejected, formats
+from kwartier.services.imports import ImportSummary, import_prices, import_readings
+from kwartier.store import StoreError, open_store
+
+app = typer.Typer(
+    help="kwartier: dynamic quarter-hour electricity tariffs for local energy communities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Import price and meter files (the format is detected from the content).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $KWARTIER_DATABASE_URL, else sqlite:///kwartier.db)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+FormatOption = Annotated[str | None, typer.Option("--format", help="Force a format (see `kwartier formats`).")]
+TzOption = Annotated[
+    str | None, typer.Option("--tz", help="Time zone of naive timestamps (default: the format's own).")
+]
+
+
+class State:
+    db: str | None = None
+
+
+@app.callback()
+def main(db: DbOption = None) -> None:
+    """Global options."""
+    State.db = db
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _run_import(json_out: bool, work) -> None:  # type: ignore[no-untyped-def]
+    try:
+        engine = open_store(State.db)
+        if json_out or not err.is_terminal:
+            summary: ImportSummary = work(engine, None)
+        else:
+            with err.status("importing") as status:
+                summary = work(engine, lambda msg: status.update(msg))
+    except InputRejected as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    if json_out:
+        sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
+        return
+    _print_summary(summary)
+
+
+def _print_summary(s: ImportSummary) -> None:
+    data = s.to_json()
+    table = Table(show_header=False, box=None)
+    what = "zone" if s.kind == "prices" else "connection"
+    table.add_row(what, str(s.target))
+    table.add_row("file", f"{s.file} ({s.format})")
+    table.add_row("intervals", f"{s.intervals} ({data['resolution']}) {data['first']} .. {data['last']}")
+    if s.kind == "prices":
+        table.add_row("price range", f"{data['min_eur_per_kwh']} .. {data['max_eur_per_kwh']} EUR/kWh")
+    else:
+        table.add_row("energy", f"import {data['import_kwh']} kWh, export {data['export_kwh']} kWh")
+        if s.registers:
+            table.add_row("registers", f"{s.registers} register samples stored")
+    table.add_row("stored", f"{s.counts.new} new, {s.counts.unchanged} unchanged, {s.counts.revised} revised")
+    out.print(table)
+    if s.anomalies:
+        out.print(f"[yellow]{len(s.anomalies)} anomal{'y' if len(s.anomalies) == 1 else 'ies'} handled:[/]")
+        for a in s.anomalies[:50]:
+            row = f" row {a.row}" if a.row else ""
+            out.print(f"  [yellow]{a.kind}[/]{row}: {a.detail}", highlight=False, soft_wrap=True)
+        if len(s.anomalies) > 50:
+            out.print(f"  ... and {len(s.anomalies) - 50} more (use --json for all)")
+
+
+@import_app.command("prices")
+def import_prices_cmd(
+    file: Annotated[Path, typer.Argument(help="Price file (ENTSO-E XML/CSV, EnergyZero, easyEnergy, ...).")],
+    zone: Annotated[str | None, typer.Option("--zone", help="Bidding zone (default: the file's, else NL).")] = None,
+    format: FormatOption = None,
+    tz: TzOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Import day-ahead prices; the same file twice changes nothing."""
+    _run_import(json_out, lambda eng, say: import_prices(eng, file, zone=zone, format=format, tz=tz, progress=say))
+
+
+@import_app.command("readings")
+def import_readings_cmd(
+    file: Annotated[Path, typer.Argument(help="Meter export (SlimmeMeterPortal, DSMR-reader, Fluvius, ...).")],
+    connection: Annotated[str, typer.Option("--connection", help="The connection's EAN-18.")],
+    format: FormatOption = None,
+    tz: TzOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Import quarter-hour or hourly meter readings for one connection."""
+    _run_import(
+        json_out,
+        lambda eng, say: import_readings(eng, file, connection, format=format, tz=tz, progress=say),
+    )
+
+
+@import_app.command("p1")
+def import_p1_cmd(
+    file: Annotated[Path, typer.Argument(help="One DSMR P1 telegram or a logged stream of telegrams.")],
+    connection: Annotated[str, typer.Option("--connection", help="The connection's EAN-18.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Reading time (ISO 8601 with offset) for telegrams without one (DSMR 2.2/3)."),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Import P1 telegrams: register samples, and quarter-hour energy where the stream covers a quarter."""
+    when = None
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise fail(f"--at {at!r} is not an ISO 8601 time such as 2024-01-01T12:00:00+01:00") from None
+        if when.tzinfo is None:
+            raise fail(f"--at {at!r} has no offset; add one, e.g. +01:00 or Z")
+    _run_import(
+        json_out,
+        lambda eng, say: import_readings(eng, file, connection, format="dsmr-p1", at=when, progress=say),
+    )
+
+
+@app.command("formats")
+def formats_cmd(json_out: JsonOption = False) -> None:
+    """List the file formats kwartier reads."""
+    rows = [{"name": f.name, "kind": f.kind, "description": f.description} for f in formats()]
+    if json_out:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("format", "kind", "what")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["description"])
+    out.print(table)
+
+
+@app.command("demo")
+def demo_cmd(
+    folder: Annotated[Path, typer.Option("--out", help="Where the generated files go.")] = Path("kwartier-demo"),
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days to generate.")] = 7,
+    json_out: JsonOption = False,
+) -> None:
+    """Generate a small community's meter data and prices, import them, and print a summary."""
+    from kwartier.services.demo import run_demo
+
+    try:
+        engine = open_store(State.db)
+        result = run_demo(engine, folder, days=days, console=None if json_out else err)
+    except InputRejected as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        return
+    result.print(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,151 @@
+"""The database schema (SQLAlchemy 2 Core tables); Alembic migrations must produce exactly this.
+
+Versioning: a reading or price is identified by its key (connection or zone, interval start,
+resolution). Each stored value has a ``version``; exactly one row per key is ``is_current``. A changed
+value becomes a new version and the old row is kept with ``is_current = false``: nothing is ever
+overwritten, so a bill can always be traced to the values it used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC timestamp on every backend (SQLite stores it naive; we put the zone back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive timestamp {value.isoformat()} cannot be stored; give it a zone")
+        return value.astimezone(UTC).replace(tzinfo=None) if _is_sqlite(dialect) else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_sqlite(dialect: object) -> bool:
+    return getattr(dialect, "name", "") == "sqlite"
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: One row per imported file: what, from where, when, and what happened.
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # prices | readings
+    Column("file_name", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("format", String(40), nullable=False),
+    Column("target", String(40), nullable=False),  # zone or connection EAN
+    Column("imported_at", UtcDateTime, nullable=False),
+    Column("new", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("revised", Integer, nullable=False),
+    Column("anomalies", JSON, nullable=False),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("ean", String(18), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("connection", String(18), ForeignKey("connections.ean"), nullable=False),
+    Column("interval_start", UtcDateTime, nullable=False),
+    Column("resolution", String(8), nullable=False),
+    Column("import_wh", BigInteger, nullable=False),
+    Column("export_wh", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),  # actual | estimated
+    Column("source", String(40), nullable=False),  # the format it came from
+    Column("version", Integer, nullable=False),
+    Column("is_current", Boolean, nullable=False),
+    Column("import_id", Integer, ForeignKey("imports.id"), nullable=False),
+    Column("imported_at", UtcDateTime, nullable=False),
+    UniqueConstraint("connection", "interval_start", "resolution", "version"),
+    Index(
+        "ix_readings_current",
+        "connection",
+        "interval_start",
+        "resolution",
+        unique=True,
+        sqlite_where=text("is_current"),
+        postgresql_where=text("is_current"),
+    ),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("zone", String(16), nullable=False),
+    Column("interval_start", UtcDateTime, nullable=False),
+    Column("resolution", String(8), nullable=False),
+    Column("price_ueur_per_kwh", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),  # forecast | fixed
+    Column("known_at", UtcDateTime, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("is_current", Boolean, nullable=False),
+    Column("import_id", Integer, ForeignKey("imports.id"), nullable=False),
+    Column("imported_at", UtcDateTime, nullable=False),
+    UniqueConstraint("zone", "interval_start", "resolution", "version"),
+    Index(
+        "ix_prices_current",
+        "zone",
+        "interval_start",
+        "resolution",
+        unique=True,
+        sqlite_where=text("is_current"),
+        postgresql_where=text("is_current"),
+    ),
+)
+
+#: Raw register samples from P1 telegrams (cumulative, Wh), kept as evidence for the intervals.
+registers = Table(
+    "registers",
+    metadata,
+    Column("connection", String(18), ForeignKey("connections.ean"), primary_key=True),
+    Column("ts", UtcDateTime, primary_key=True),
+    Column("register", String(24), primary_key=True),
+    Column("value_wh", BigInteger, nullable=False),
+    Column("import_id", Integer, ForeignKey("imports.id"), nullable=False),
+)
