@@ -9,7 +9,9 @@ Canonical schemas (all timestamps UTC interval starts, ``Datetime("us", "UTC")``
 
 - prices: ``interval_start``, ``resolution`` (``PT15M`` | ``PT60M``), ``price_ueur_per_kwh`` (Int64)
 - readings: ``interval_start``, ``resolution``, ``import_wh`` (Int64 >= 0), ``export_wh``
-  (Int64 >= 0), ``status`` (``actual`` | ``estimated``)
+  (Int64 >= 0), ``status`` (``actual`` | ``estimated``). A null energy means the file gives no
+  value for that direction (not measured); it is never read as zero. An interval needs at least
+  one known direction.
 - registers (P1 only): ``ts`` (UTC instant), ``register`` (str), ``value_wh`` (Int64)
 """
 
@@ -137,6 +139,10 @@ def validate_frame(frame: pl.DataFrame, schema: dict[str, pl.DataType], file: st
             raise InputRejected(file, f"two values for interval {iso_utc(dup['interval_start'][0])}")
         if frame["interval_start"].null_count():
             raise InputRejected(file, "an interval without a start time")
+    if "import_wh" in frame.columns and frame.height:
+        blank = frame.filter(pl.col("import_wh").is_null() & pl.col("export_wh").is_null())
+        if blank.height:
+            raise InputRejected(file, f"interval {iso_utc(blank['interval_start'][0])} has no energy at all")
     for col in ("import_wh", "export_wh"):
         if col in frame.columns and frame.height:
             neg = frame.filter(pl.col(col) < 0)

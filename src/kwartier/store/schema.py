@@ -92,8 +92,9 @@ readings = Table(
     Column("connection", String(18), ForeignKey("connections.ean"), nullable=False),
     Column("interval_start", UtcDateTime, nullable=False),
     Column("resolution", String(8), nullable=False),
-    Column("import_wh", BigInteger, nullable=False),
-    Column("export_wh", BigInteger, nullable=False),
+    # Null means "not measured" (a file that gives no value for one direction), never zero.
+    Column("import_wh", BigInteger, nullable=True),
+    Column("export_wh", BigInteger, nullable=True),
     Column("status", String(12), nullable=False),  # actual | estimated
     Column("source", String(40), nullable=False),  # the format it came from
     Column("version", Integer, nullable=False),

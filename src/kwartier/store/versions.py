@@ -84,7 +84,7 @@ def write_versions(
     lo, hi = incoming["interval_start"].min(), incoming["interval_start"].max()
     existing = current_frame(conn, table, owner_col, owner, value_cols, lo, hi)  # type: ignore[arg-type]
     joined = incoming.join(existing, on=["interval_start", "resolution"], how="left", suffix="_old")
-    changed = pl.any_horizontal([pl.col(c) != pl.col(f"{c}_old") for c in value_cols])
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_old")) for c in value_cols])
     is_new = pl.col("version").is_null()
     new = joined.filter(is_new)
     revised = joined.filter(~is_new & changed)

@@ -1,0 +1,92 @@
+"""The command line as a user runs it: JSON shapes, exit codes, messages on stderr, the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import data_file
+
+EAN = "871687120058657526"
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kwartier.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.shared_data
+def test_import_prices_json(tmp_path):
+    path = data_file("prices_nl/nl_dayahead_2025_15min_jeroen_nl.csv")
+    r = run("--db", f"sqlite:///{tmp_path}/k.db", "import", "prices", str(path), "--zone", "NL", "--json",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"zone", "intervals", "first", "last", "resolution", "min_eur_per_kwh", "max_eur_per_kwh",
+                        "new", "unchanged", "revised", "anomalies"}
+    assert out["zone"] == "NL" and out["intervals"] == 35036 and out["resolution"] == "PT15M"
+    assert out["first"] == "2024-12-31T23:00:00Z" and out["last"] == "2025-12-31T22:45:00Z"
+    assert Decimal(out["min_eur_per_kwh"]) == Decimal("-0.35") and Decimal(out["max_eur_per_kwh"]) == Decimal(
+        "0.52347")
+    assert out["new"] == 35036
+    assert any(a["kind"] == "dst_repeated_hour_missing" for a in out["anomalies"])
+    again = json.loads(run("--db", f"sqlite:///{tmp_path}/k.db", "import", "prices", str(path), "--json",
+                           cwd=tmp_path).stdout)
+    assert (again["new"], again["revised"], again["unchanged"]) == (0, 0, 35036)
+
+
+@pytest.mark.shared_data
+def test_import_readings_json(tmp_path):
+    path = data_file("household_nl/dsmrreader_export_2024_hourly.csv")
+    r = run("import", "readings", str(path), "--connection", EAN, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"connection", "intervals", "first", "last", "resolution", "import_kwh", "export_kwh",
+                        "new", "unchanged", "revised", "anomalies"}
+    assert out["resolution"] == "PT60M" and out["connection"] == EAN
+    assert (tmp_path / "kwartier.db").exists()  # the default database is kwartier.db in the working folder
+    for a in out["anomalies"]:
+        assert set(a) == {"kind", "at", "row", "detail"}
+
+
+def test_rejected_input_exits_2_with_the_message_on_stderr(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,import_kwh,export_kwh\n2025-01-01 00:00,0.1,0\n")
+    r = run("import", "readings", str(bad), "--connection", EAN, "--json", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert "bad.csv" in r.stderr and "row 2" in r.stderr
+
+
+def test_p1_without_timestamp_needs_at(tmp_path):
+    path = data_file("dsmr_p1_telegrams/telegram_v2_2.txt")
+    r = run("import", "p1", str(path), "--connection", EAN, "--json", cwd=tmp_path)
+    assert r.returncode == 2 and "--at" in r.stderr
+    r = run("import", "p1", str(path), "--connection", EAN, "--at", "2024-01-01T12:00:00+01:00", "--json",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["intervals"] == 0
+
+
+def test_demo_imports_and_its_costs_are_exact(tmp_path):
+    r = run("demo", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["reimport"] == {"new": 0, "revised": 0}
+    assert len(out["connections"]) == 5
+    prices = pl.read_csv(tmp_path / "kwartier-demo" / "prices_NL.csv", schema_overrides={"price_eur_per_mwh": pl.String})
+    price_of = dict(zip(prices["timestamp"], prices["price_eur_per_mwh"], strict=True))
+    for c in out["connections"]:
+        rows = pl.read_csv(tmp_path / "kwartier-demo" / f"readings_{c['ean']}.csv",
+                           schema_overrides={"import_kwh": pl.String, "export_kwh": pl.String})
+        # Independent reference: Decimal kWh x EUR/MWh / 1000, summed, rounded once.
+        exact = sum(Decimal(k) * Decimal(price_of[t]) / 1000 for t, k in zip(rows["timestamp"], rows["import_kwh"],
+                                                                              strict=True))
+        assert Decimal(c["spot_cost_eur"]) == exact.quantize(Decimal("0.01"))
+        assert Decimal(c["import_kwh"]) == sum(Decimal(k) for k in rows["import_kwh"])
