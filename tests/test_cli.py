@@ -80,7 +80,8 @@ def test_demo_imports_and_its_costs_are_exact(tmp_path):
     out = json.loads(r.stdout)
     assert out["reimport"] == {"new": 0, "revised": 0}
     assert len(out["connections"]) == 5
-    prices = pl.read_csv(tmp_path / "kwartier-demo" / "prices_NL.csv", schema_overrides={"price_eur_per_mwh": pl.String})
+    prices = pl.read_csv(tmp_path / "kwartier-demo" / "prices_NL.csv",
+                         schema_overrides={"price_eur_per_mwh": pl.String})
     price_of = dict(zip(prices["timestamp"], prices["price_eur_per_mwh"], strict=True))
     for c in out["connections"]:
         rows = pl.read_csv(tmp_path / "kwartier-demo" / f"readings_{c['ean']}.csv",

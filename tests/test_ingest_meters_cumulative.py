@@ -68,7 +68,9 @@ def test_emo_missing_import_reading_is_a_gap_with_its_energy() -> None:
     result = read_readings(path)
     gaps = [a for a in result.anomalies if a.kind == GAP and a.row is not None]
     assert len(gaps) == 1
-    assert gaps[0].at == datetime.fromtimestamp(m0 + 900, UTC) and gaps[0].row == row1 == 1480
+    # The reading at m0 + 900 is missing, so both intervals [m0, m0 + 900) and [m0 + 900, m0 + 1800) are.
+    assert gaps[0].at == datetime.fromtimestamp(m0, UTC) and gaps[0].row == row1 == 1480
+    assert "2 interval(s) missing" in gaps[0].detail
     assert f"{int((v1 - v0) * 1000)} Wh" in gaps[0].detail
 
 

@@ -20,6 +20,7 @@ from kwartier.ingest.base import (
     DUPLICATE,
     GAP,
     NO_DATA,
+    OUT_OF_PERIOD,
     OVERLAP,
     PRICE_ROUNDED,
 )
@@ -168,13 +169,83 @@ def test_exact_four_quarters():
     assert list(r.frame["price_ueur_per_kwh"]) == [55_350, 44_220, 40_320, 31_860]
 
 
-def test_trimmed_excerpt_with_a_point_outside_its_period_is_rejected_naming_the_line():
+def etree_points(path: Path) -> list[tuple[datetime, datetime, str, int, Decimal]]:
+    """Every Point as (period start, period end, resolution, position, EUR/MWh), read with ElementTree."""
+    root = ET.parse(path).getroot()
+    ns = {"d": root.tag[1:].split("}")[0]}
+    return [(datetime.fromisoformat(period.findtext("d:timeInterval/d:start", namespaces=ns)),
+             datetime.fromisoformat(period.findtext("d:timeInterval/d:end", namespaces=ns)),
+             period.findtext("d:resolution", namespaces=ns),
+             int(point.findtext("d:position", namespaces=ns)),
+             Decimal(point.findtext("d:price.amount", namespaces=ns)))
+            for period in root.iter(f"{{{ns['d']}}}Period")
+            for point in period.findall("d:Point", ns)]
+
+
+def test_trimmed_excerpt_imports_without_the_point_outside_its_period():
     path = data_file(BE_AVG)
-    with pytest.raises(InputRejected) as exc:
-        read_prices(path)
-    assert exc.value.rows == [line_of(path, "<Point>", after="PT60M") + 4]  # the Point holding position 3
-    assert "position 3 lies outside its period" in str(exc.value)
-    assert path.name in str(exc.value)
+    r = read_prices(path)
+    assert (r.format, r.zone) == ("entsoe-xml", "BE")
+    points = etree_points(path)
+    outside = [(s, e, res, pos, v) for s, e, res, pos, v in points
+               if s + pos * timedelta(minutes=15 if res == "PT15M" else 60) > e]
+    assert len(points) == 8 and outside == [(utc("2024-10-06T03:00:00"), utc("2024-10-06T05:00:00"),
+                                             "PT60M", 3, Decimal("57.86"))]
+    (dropped,) = r.anomalies
+    assert dropped.kind == OUT_OF_PERIOD
+    assert dropped.row == line_of(path, "<position>3</position>", after="PT60M") - 1 == 66  # its <Point>
+    assert dropped.at == utc("2024-10-06T05:00:00")  # 03:00Z + (3 - 1) hours
+    assert "position 3" in dropped.detail and "57.86" in dropped.detail
+    assert "2024-10-06T03:00Z..2024-10-06T05:00Z" in dropped.detail
+    (series,) = etree_series(path)  # A03 filled within each period; position 3 lies beyond its period
+    expected = {t: micro(v) for t, v in series.items()}
+    assert r.frame.height == len(expected) == 20 + 2
+    assert prices_of(r.frame) == expected
+    assert dict(r.frame["resolution"].value_counts().iter_rows()) == {"PT15M": 20, "PT60M": 2}
+    assert prices_of(r.frame)[utc("2024-10-06T04:00:00")] == 64_980  # A03 repeats position 1, not 3
+
+
+SMALL_A01 = """<?xml version="1.0" encoding="utf-8"?>
+<Publication_MarketDocument xmlns="urn:iec62325.351:tc57wg16:451-3:publicationdocument:7:3">
+  <type>A44</type>
+  <TimeSeries>
+    <in_Domain.mRID codingScheme="A01">10YNL----------L</in_Domain.mRID>
+    <currency_Unit.name>EUR</currency_Unit.name>
+    <price_Measure_Unit.name>MWH</price_Measure_Unit.name>
+    <curveType>A01</curveType>
+    <Period>
+      <timeInterval><start>2025-01-01T22:00Z</start><end>2025-01-01T23:00Z</end></timeInterval>
+      <resolution>PT15M</resolution>
+      <Point><position>1</position><price.amount>10.5</price.amount></Point>
+      <Point><position>2</position><price.amount>11.5</price.amount></Point>
+      <Point><position>3</position><price.amount>12.5</price.amount></Point>
+      <Point><position>4</position><price.amount>13.5</price.amount></Point>
+      <Point><position>5</position><price.amount>999.99</price.amount></Point>
+    </Period>
+    <Period>
+      <timeInterval><start>2025-01-01T23:00Z</start><end>2025-01-02T00:00Z</end></timeInterval>
+      <resolution>PT15M</resolution>
+      <Point><position>1</position><price.amount>20.5</price.amount></Point>
+      <Point><position>2</position><price.amount>21.5</price.amount></Point>
+      <Point><position>3</position><price.amount>22.5</price.amount></Point>
+      <Point><position>4</position><price.amount>23.5</price.amount></Point>
+    </Period>
+  </TimeSeries>
+</Publication_MarketDocument>
+"""
+
+
+def test_a_point_outside_its_period_is_dropped_not_moved_into_the_next_period(tmp_path):
+    path = tmp_path / "outside.xml"
+    path.write_text(SMALL_A01, encoding="utf-8")
+    r = read_prices(path)
+    assert r.frame.height == 8
+    assert prices_of(r.frame)[utc("2025-01-01T23:00:00")] == 20_500  # the next period's own position 1
+    assert 999_990 not in prices_of(r.frame).values()
+    (dropped,) = r.anomalies
+    assert dropped.kind == OUT_OF_PERIOD and dropped.row == line_of(path, "<position>5<") == 16
+    assert dropped.at == utc("2025-01-01T23:00:00")  # 22:00Z + (5 - 1) quarters
+    assert "position 5" in dropped.detail and "999.99" in dropped.detail
 
 
 @pytest.mark.parametrize("rel, code, what", [

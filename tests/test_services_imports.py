@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
+from conftest import data_file
 from kwartier.ingest import InputRejected
 from kwartier.services.imports import import_prices, import_readings
 from kwartier.store import schema as s
-from conftest import data_file
 
 EAN = "871687120058657526"
 
@@ -120,3 +120,14 @@ def test_zone_conflict_is_refused(engine):
     path = data_file("entsoe_xml/hass_entsoe_BE_60M.xml")
     with pytest.raises(InputRejected, match="zone BE, not NL"):
         import_prices(engine, path, zone="NL")
+
+
+@pytest.mark.shared_data
+def test_a_wrong_day_at_the_source_is_found_by_the_cross_check(engine):
+    """jeroen.nl's 2025-11-07 holds a quarter of the true price (PROVENANCE 1a); mark-vis has the true one."""
+    import_prices(engine, data_file("prices_nl/mark_vis_epex_json/prices_2025.json"))
+    summary = import_prices(engine, data_file("prices_nl/nl_dayahead_2025_15min_jeroen_nl.csv"))
+    found = [a for a in summary.anomalies if a.kind == "source_disagreement"]
+    assert len(found) == 1, [a.detail for a in found]
+    assert found[0].at == datetime(2025, 11, 6, 23, tzinfo=UTC)  # local midnight of 2025-11-07
+    assert "24 hour(s) on 2025-11-07" in found[0].detail and "median ratio 0.250" in found[0].detail

@@ -25,8 +25,9 @@ import_app = typer.Typer(help="Import price and meter files (the format is detec
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (logs, CI) gets a fixed generous width instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 DbOption = Annotated[
     str | None,

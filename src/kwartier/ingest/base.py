@@ -47,6 +47,8 @@ DST_REPEAT_MISSING = "dst_repeated_hour_missing"  # the second autumn hour absen
 DUPLICATE = "duplicate_row"  # identical rows: kept once
 GAP = "gap"  # intervals missing inside the covered range
 REGISTER_MISMATCH = "register_mismatch"  # a stated energy value disagrees with its registers
+REGISTER_GLITCH = "register_glitch"  # one register reading out of line with both neighbours: row dropped
+OUT_OF_PERIOD = "point_outside_period"  # a value placed beyond the period that holds it: dropped
 PRICE_ROUNDED = "price_rounded"  # price had more than 6 decimals in EUR/kWh: rounded half-even
 ENERGY_ROUNDED = "energy_rounded"  # energy had fractions of a Wh: rounded with carry (sum kept)
 PARTIAL_INTERVAL = "partial_interval"  # a stream does not cover an interval from start to end
@@ -56,7 +58,7 @@ TIME_CORRECTED = "time_corrected"  # a malformed timestamp repaired by an explic
 CRC_NOT_CHECKED = "crc_not_checked"  # a telegram without a CRC (DSMR < 4) or with a broken one
 
 
-class InputRejected(Exception):  # noqa: N818 - a domain name reads better here than ...Error
+class InputRejected(Exception):
     """The input cannot be imported. The message names the file, the row or line, and the problem."""
 
     def __init__(self, file: str | Path, problem: str, row: int | None = None, rows: list[int] | None = None):
@@ -235,14 +237,16 @@ def register_deltas(
     ok = frame.filter(pl.col("next_ts") - pl.col("ts") == step)
     long = frame.filter(pl.col("next_ts") - pl.col("ts") > step)
     for r in long.iter_rows(named=True):
-        n = (r["next_ts"] - r["ts"]) // step - 1
+        # Readings at t and t + k*step with none between: the k intervals from t on have no energy
+        # of their own, only a sum over all of them.
+        n = (r["next_ts"] - r["ts"]) // step
         anomalies.append(
             Anomaly(
                 GAP,
-                r["ts"] + step,
+                r["ts"],
                 r["next_row"],
-                f"register {name} not read for {n} interval(s) from {iso_utc(r['ts'] + step)}: "
-                f"{r['next_v'] - r['v']} Wh over {iso_utc(r['ts'])}..{iso_utc(r['next_ts'])} "
+                f"register {name} not read between {iso_utc(r['ts'])} and {iso_utc(r['next_ts'])}: "
+                f"{n} interval(s) missing; the {r['next_v'] - r['v']} Wh read over them "
                 f"cannot be placed in a single interval and is not imported",
             )
         )

@@ -6,10 +6,13 @@ A01 (every position given: an absent one is a gap) or A03 (an absent position re
 previous given position's value up to the next given one or the end of the period). Prices must
 be ``EUR`` per ``MWH``; the bidding zone comes from ``in_Domain.mRID`` (10YNL----------L -> NL).
 Where an hourly and a 15-minute series cover the same time, the 15-minute prices win (OVERLAP).
-A point outside its period, a repeated position or a period that is not a whole number of
-intervals is rejected naming its line. Other ENTSO-E documents (A75, A69, A68, ...) and the
-``Acknowledgement_MarketDocument`` ("No matching data found") are rejected saying what they
-are. The XML is read with expat and any DTD is refused, so no entity is ever expanded or fetched.
+A Point whose position lies beyond its Period (e.g. position 3 in a 2-hour PT60M period) is
+dropped and reported as OUT_OF_PERIOD at the interval it would have had, naming its line, the
+period and the value; it does not take part in the A03 filling. A repeated position or a period
+that is not a whole number of intervals is rejected naming its line. Other ENTSO-E documents
+(A75, A69, A68, ...) and the ``Acknowledgement_MarketDocument`` ("No matching data found") are
+rejected saying what they are. The XML is read with expat and any DTD is refused, so no entity
+is ever expanded or fetched.
 
 ``entsoe-csv``: ``"MTU (CET/CEST)","Day-ahead Price [EUR/MWh]","Currency","BZN|NL"`` with
 ``dd.mm.yyyy HH:MM - dd.mm.yyyy HH:MM`` local (Europe/Amsterdam unless ``ReadOptions.tz``).
@@ -34,7 +37,7 @@ from xml.parsers import expat
 
 import polars as pl
 
-from kwartier.ingest.base import Format, InputRejected, PriceImport, ReadOptions
+from kwartier.ingest.base import OUT_OF_PERIOD, Anomaly, Format, InputRejected, PriceImport, ReadOptions
 from kwartier.ingest.prices_csv import (
     finish_prices,
     first_line,
@@ -191,8 +194,11 @@ def _series_meta(path: Path, ts: _Node) -> tuple[str, str]:
     return eic, curve
 
 
-def _period_frame(path: Path, period: _Node, curve: str) -> pl.DataFrame:
-    """One Period as (interval_start, resolution, amount, row) with A03 positions filled."""
+def _period_frame(path: Path, period: _Node, curve: str) -> tuple[pl.DataFrame, list[Anomaly]]:
+    """One Period as (interval_start, resolution, amount, row) with A03 positions filled.
+
+    Also returns an OUT_OF_PERIOD anomaly for each Point beyond the period, which is dropped.
+    """
     start = _utc(path, period.find("timeInterval/start"), "period start", period.line)
     end = _utc(path, period.find("timeInterval/end"), "period end", period.line)
     res_node = period.find("resolution")
@@ -205,18 +211,20 @@ def _period_frame(path: Path, period: _Node, curve: str) -> pl.DataFrame:
         raise InputRejected(path, f"period {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} is not a whole "
                             f"number of {res} intervals", row=period.line)
     n = (end - start) // step
-    positions, amounts, lines = [], [], []
+    positions, amounts, lines, outside = [], [], [], []
     for point in period.all("Point"):
         pos = point.text_of("position") or ""
-        if not pos.isdigit():
+        if not pos.isdigit() or int(pos) < 1:
             raise InputRejected(path, f"Point position {pos!r} is not a positive integer", row=point.line)
-        if not 1 <= int(pos) <= n:
-            raise InputRejected(path, f"Point position {pos} lies outside its period "
-                                f"{start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ} ({n} x {res})",
-                                row=point.line)
         amount = point.find("price.amount")
         if amount is None:
             raise InputRejected(path, "a Point without price.amount", row=point.line)
+        if int(pos) > n:  # beyond its period: dropped, not moved into the next one
+            outside.append(Anomaly(OUT_OF_PERIOD, start + (int(pos) - 1) * step, point.line,
+                                   f"Point position {pos} lies outside its period {start:%Y-%m-%dT%H:%MZ}.."
+                                   f"{end:%Y-%m-%dT%H:%MZ} ({n} x {res}); its price {amount.text} EUR/MWh "
+                                   "was dropped"))
+            continue
         positions.append(int(pos))
         amounts.append(amount.text)
         lines.append(point.line)
@@ -230,13 +238,14 @@ def _period_frame(path: Path, period: _Node, curve: str) -> pl.DataFrame:
         pts, on="position", how="left")
     if curve == "A03":
         full = full.with_columns(pl.col("amount").forward_fill(), pl.col("row").forward_fill())
-    return full.filter(pl.col("row").is_not_null()).select(
+    frame = full.filter(pl.col("row").is_not_null()).select(
         interval_start=pl.lit(start).dt.replace_time_zone("UTC").dt.cast_time_unit("us")
         + (pl.col("position") - 1) * step,
         resolution=pl.lit(res),
         amount=pl.col("amount"),
         row=pl.col("row"),
     )
+    return frame, outside
 
 
 def _read_xml(path: Path, options: ReadOptions) -> PriceImport:
@@ -245,14 +254,17 @@ def _read_xml(path: Path, options: ReadOptions) -> PriceImport:
     series = root.all("TimeSeries")
     if not series:
         raise InputRejected(path, "an A44 document without any TimeSeries", row=root.line)
-    frames, zones = [], set()
+    frames, zones, anomalies = [], set(), []
     for ts in series:
         eic, curve = _series_meta(path, ts)
         zones.add(eic)
         periods = ts.all("Period")
         if not periods:
             raise InputRejected(path, "a TimeSeries without any Period", row=ts.line)
-        frames += [_period_frame(path, period, curve) for period in periods]
+        for period in periods:
+            period_points, outside = _period_frame(path, period, curve)
+            frames.append(period_points)
+            anomalies += outside
     if len(zones) > 1:
         names = sorted(ZONES.get(z, z) for z in zones)
         raise InputRejected(path, f"prices for several bidding zones ({', '.join(names)}); "
@@ -263,7 +275,7 @@ def _read_xml(path: Path, options: ReadOptions) -> PriceImport:
                         raw=points["amount"])
     eic = zones.pop()
     tz = options.tz or DEFAULT_TZ
-    return finish_prices(frame, path, "entsoe-xml", [], "EUR/MWh", tz, ZONES.get(eic, eic))
+    return finish_prices(frame, path, "entsoe-xml", anomalies, "EUR/MWh", tz, ZONES.get(eic, eic))
 
 
 # --- the website's CSV export -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, and_, select
@@ -22,10 +23,10 @@ from kwartier.timegrid import DEFAULT_TZ, interval_starts, local_period_bounds
 
 #: The demo households: (label, annual consumption kWh, PV kWp).
 HOUSEHOLDS = (
-    ("family with solar", 3500, 5.0),
-    ("couple with large solar", 2800, 8.0),
+    ("family, 5 kWp PV", 3500, 5.0),
+    ("couple, 8 kWp PV", 2800, 8.0),
     ("apartment", 1600, 0.0),
-    ("family with heat pump and solar", 6500, 6.0),
+    ("heat pump, 6 kWp PV", 6500, 6.0),
     ("single person", 1400, 0.0),
 )
 SEED = 20270101
@@ -63,8 +64,11 @@ class DemoResult:
             f"day-ahead prices: {data['price_intervals']} quarter-hours, "
             f"{data['min_eur_per_kwh']} .. {data['max_eur_per_kwh']} EUR/kWh"
         )
-        table = Table("connection (EAN)", "household", "import kWh", "export kWh", "spot cost EUR",
-                      "avg spot EUR/kWh")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("EAN", no_wrap=True)
+        table.add_column("household", no_wrap=True)
+        for head in ("import\nkWh", "export\nkWh", "spot cost\nEUR", "avg price\nEUR/kWh"):
+            table.add_column(head, justify="right", no_wrap=True)
         for c in self.connections:
             table.add_row(str(c["ean"]), str(c["household"]), str(c["import_kwh"]), str(c["export_kwh"]),
                           str(c["spot_cost_eur"]), str(c["avg_spot_eur_per_kwh"]))

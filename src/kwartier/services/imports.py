@@ -26,6 +26,10 @@ AUCTION_PUBLICATION = timedelta(hours=12, minutes=45)
 DEFAULT_ZONE = "NL"
 REVISED = "revised"
 CONNECTION_MISMATCH = "connection_mismatch"
+SOURCE_DISAGREEMENT = "source_disagreement"
+#: Two sources disagree on an hour when their hourly means differ by more than both of these.
+DISAGREE_ABS_UEUR = 10_000  # 10 EUR/MWh
+DISAGREE_REL = 0.2
 
 Progress = Callable[[str], None]
 
@@ -168,6 +172,7 @@ def import_prices(
     now = datetime.now(UTC)
     say(f"storing {frame.height} prices")
     with engine.begin() as conn:
+        cross = cross_check_prices(conn, target, frame, result.format)
         import_id = _log_import(conn, "prices", p, _sha256(p), result.format, target, now)
         counts = write_versions(
             conn, schema.prices, "zone", target,
@@ -175,7 +180,7 @@ def import_prices(
             PRICE_VALUES,
             {"source": result.format, "import_id": import_id, "imported_at": now},
         )
-        anomalies = result.anomalies + _revision_anomaly(counts, "prices")
+        anomalies = result.anomalies + cross + _revision_anomaly(counts, "prices")
         if counts.new or counts.revised:
             _finish_log(conn, import_id, counts, anomalies)
         else:  # nothing changed: leave no trace, so importing twice changes nothing at all
@@ -268,3 +273,56 @@ def _store_registers(conn, path: Path, ean: str, regs: pl.DataFrame, import_id: 
     )
     bulk_insert(conn, t, fresh)
     return fresh.height
+
+
+def _hourly_means(frame: pl.DataFrame) -> pl.DataFrame:
+    """Mean price per UTC hour, over hours the frame covers completely (4 quarters or 1 hour)."""
+    return (
+        frame.with_columns(hour=pl.col("interval_start").dt.truncate("1h"),
+                           weight=pl.when(pl.col("resolution") == "PT60M").then(4).otherwise(1))
+        .group_by("hour")
+        .agg((pl.col("price_ueur_per_kwh") * pl.col("weight")).sum().alias("total"), pl.col("weight").sum())
+        .filter(pl.col("weight") == 4)
+        .select("hour", (pl.col("total") / 4).alias("mean"))
+    )
+
+
+def cross_check_prices(conn, zone: str, frame: pl.DataFrame, source: str) -> list[Anomaly]:  # type: ignore[no-untyped-def]
+    """Compare a file's hourly mean prices with those another source already stored for the zone.
+
+    Rule: an hour differs when the means are more than 10 EUR/MWh and more than 20 % apart; one
+    ``source_disagreement`` anomaly per local day names the hours and the median ratio. This is how
+    a wrong day at the source (such as jeroen.nl's 2025-11-07, a quarter of the true price) is found:
+    no single file can show it. The values are stored as the file gives them; the report says which
+    day to check.
+    """
+    if frame.is_empty():
+        return []
+    t = schema.prices
+    lo, hi = frame["interval_start"].min(), frame["interval_start"].max()
+    rows = conn.execute(
+        select(t.c.interval_start, t.c.resolution, t.c.price_ueur_per_kwh, t.c.source).where(
+            t.c.zone == zone, t.c.is_current.is_(True), t.c.source != source,
+            t.c.interval_start >= lo - timedelta(hours=1), t.c.interval_start <= hi)
+    ).all()
+    if not rows:
+        return []
+    stored = pl.DataFrame([tuple(r) for r in rows], orient="row", schema={
+        "interval_start": pl.Datetime("us", "UTC"), "resolution": pl.String(), "price_ueur_per_kwh": pl.Int64(),
+        "source": pl.String()})
+    out: list[Anomaly] = []
+    for (other,), part in stored.group_by(["source"], maintain_order=True):
+        joined = _hourly_means(frame).join(_hourly_means(part), on="hour", suffix="_other")
+        diff = (pl.col("mean") - pl.col("mean_other")).abs()
+        scale = pl.max_horizontal(pl.col("mean").abs(), pl.col("mean_other").abs())
+        bad = joined.filter((diff > DISAGREE_ABS_UEUR) & (diff > DISAGREE_REL * scale)).with_columns(
+            day=pl.col("hour").dt.convert_time_zone(AUCTION_TZ).dt.date(),
+            ratio=pl.col("mean") / pl.col("mean_other"),
+        )
+        for (day,), hours in bad.sort("hour").group_by(["day"], maintain_order=True):
+            out.append(Anomaly(
+                SOURCE_DISAGREEMENT, hours["hour"][0], None,
+                f"{hours.height} hour(s) on {day} differ from the prices stored from {other} "
+                f"(median ratio {hours['ratio'].median():.3f}); stored as given: check the source",
+            ))
+    return out
