@@ -40,6 +40,7 @@ console = Console()
 
 def generate(folder: Path, n: int, year: int) -> tuple[list[tuple[str, Path]], int, int]:
     """Write one CSV per connection; return (ean, path) pairs, total rows and total import Wh."""
+    folder.mkdir(parents=True, exist_ok=True)
     start, end = local_period_bounds(date(year, 1, 1), date(year + 1, 1, 1))
     starts = interval_starts(start, end)
     epoch_s = starts.dt.epoch("s").to_numpy()

@@ -14,20 +14,23 @@ rows), ``p1mon-xlsx`` (the workbook export; reads the ``e_history_uur`` sheet, o
 
 Rules (times are local, Europe/Amsterdam unless ``options.tz`` says otherwise):
 
-- Energy comes from the registers (:func:`~kwartier.ingest.base.register_deltas`); a boundary without
-  a row leaves its intervals out, reported as ``GAP`` with the import and export energy they hold.
+- Energy comes from the registers (:func:`~kwartier.ingest.base.register_deltas`), each row read at the
+  end of its period. Rows ``a`` and ``b`` with none between leave the intervals from the end of ``a`` to
+  the end of ``b`` out: one ``GAP`` at the end of ``a`` (the first missing interval), on ``b``'s row, with
+  the number of intervals and the import and export energy they hold.
 - The stated ``VERBR_KWH_X``/``GELVR_KWH_X`` are compared with the register movement since the
   previous row (when that row is the previous period); a difference of a Wh or more ->
   ``REGISTER_MISMATCH`` (e.g. 2023-10-29 02:00: 22.31 kWh stated, registers moved 4.306 kWh).
 - A row whose register is out of line with both of its neighbours while they agree with each other
-  (a spike, or a reading lower than the one before) is not a meter reading: -> ``REGISTER_MISMATCH``,
-  row dropped; the periods around it become a reported ``GAP``. A register that goes backwards for
-  good (meter exchange, wrong file) is rejected, naming both rows.
+  (a spike, or a reading lower than the one before) is not a meter reading: -> ``REGISTER_GLITCH`` at the
+  start of the row's period, row dropped; the periods around it become a reported ``GAP``. When two
+  adjacent rows each qualify (either one could be the wrong one), both are dropped. A register that goes
+  backwards for good (meter exchange, wrong file) is rejected, naming both rows.
 - DST: the spring hour is simply absent (nothing to report); a non-existent time -> ``DST_PHANTOM``,
   dropped. The repeated autumn hour is *merged* into one row that was last written at the end of the
-  second occurrence; it is placed there, so the registers were not read at the end of the first
-  occurrence: both hours (or their quarters) are not imported and reported as ``DST_REPEAT_MISSING``
-  with the energy they hold. A file that lists the hour twice is read by row order instead.
+  second occurrence; it is placed there, so nothing was read at the end of the first. The hole, from
+  02:00 summer time to the end of the first merged boundary row (two hours; five quarters in ``min``),
+  is reported as ``DST_REPEAT_MISSING`` instead of ``GAP``. A file listing the hour twice is read by row order.
 - Identical duplicate rows -> ``DUPLICATE`` (kept once), conflicting ones rejected; registers with
   fractions of a Wh -> rounded half-even, ``ENERGY_ROUNDED`` (deltas telescope, totals are kept).
 
@@ -53,6 +56,7 @@ from kwartier.ingest.base import (
     DST_REPEAT_MISSING,
     ENERGY_ROUNDED,
     GAP,
+    REGISTER_GLITCH,
     REGISTER_MISMATCH,
     Anomaly,
     Format,
@@ -245,7 +249,7 @@ def _place(frame: pl.DataFrame, tz: str, table: _Table, path: Path) -> pl.DataFr
 
 
 def _glitches(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Anomaly]]:
-    """Drop rows whose registers are out of line with both neighbours (which agree with each other)."""
+    """``REGISTER_GLITCH``: drop rows whose registers are out of line with both neighbours (which agree)."""
     flags = []
     for c in REGISTERS:
         prev, nxt, x = pl.col(c).shift(1), pl.col(c).shift(-1), pl.col(c)
@@ -265,7 +269,7 @@ def _glitches(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Anomaly]]:
             or (r[f"prev_{c}"] is not None and r[c] < r[f"prev_{c}"])
         )
         detail = f"{r['TIMESTAMP']}: registers out of line with both neighbouring rows: {odd}; row dropped"
-        anomalies.append(Anomaly(REGISTER_MISMATCH, r["start"], r["row"], detail))
+        anomalies.append(Anomaly(REGISTER_GLITCH, r["start"], r["row"], detail))
     return marked.filter(~pl.col("glitch")), anomalies
 
 
@@ -320,6 +324,16 @@ def _deltas(bounds: pl.DataFrame, table: _Table, path: Path) -> tuple[pl.DataFra
     return merged, [Anomaly(GAP, at, row, "; ".join(details)) for (at, row), details in gaps.items()]
 
 
+def _merged_hour(gap: Anomaly, bounds: pl.DataFrame) -> Anomaly:
+    """The gap as ``DST_REPEAT_MISSING`` when it ends at a merged row and starts before its first occurrence ends."""
+    hit = bounds.filter((pl.col("row") == gap.row) & pl.col("merged") & (pl.col("early_reading") > gap.at))
+    if gap.at is None or not hit.height:
+        return gap
+    return Anomaly(DST_REPEAT_MISSING, gap.at, gap.row, f"{hit['TIMESTAMP'][0]} is listed once for both occurrences "
+                   f"of the repeated hour (merged by P1-Monitor, last written at the end of the second), so the "
+                   f"registers were not read at the end of the first: {gap.detail}")
+
+
 def read_table(
     path: Path, frame: pl.DataFrame, table: _Table, options: ReadOptions, name: str
 ) -> ReadingImport:
@@ -347,17 +361,7 @@ def read_table(
     anomalies += _stated_mismatches(frame, table.period)
     bounds = frame.filter(pl.col("reading").dt.epoch("s") % int(table.step.total_seconds()) == 0)
     energy, gaps = _deltas(bounds, table, path)
-    folded = dict(bounds.filter(pl.col("merged")).select("early_reading", "TIMESTAMP").iter_rows())
-    for gap in gaps:
-        if gap.at in folded:
-            gap = Anomaly(
-                DST_REPEAT_MISSING,
-                gap.at - table.step,
-                gap.row,
-                f"{folded[gap.at]} is listed once for both occurrences of the repeated hour (merged by "
-                f"P1-Monitor), so the registers were not read in between: {gap.detail}",
-            )
-        anomalies.append(gap)
+    anomalies += [_merged_hour(gap, bounds) for gap in gaps]
     out = energy.sort("interval_start").with_columns(
         resolution=pl.lit(table.resolution), status=pl.lit("actual")
     )
