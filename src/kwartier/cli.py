@@ -24,6 +24,8 @@ app = typer.Typer(
 import_app = typer.Typer(help="Import price and meter files (the format is detected from the content).",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
+plans_app = typer.Typer(help="Tariff plans: the built-in ones and your own TOML files.", no_args_is_help=True)
+app.add_typer(plans_app, name="plans")
 
 # Piped output (logs, CI) gets a fixed generous width instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 120)
@@ -182,6 +184,108 @@ def demo_cmd(
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         return
     result.print(out)
+
+
+@plans_app.command("list")
+def plans_list_cmd(json_out: JsonOption = False) -> None:
+    """List the built-in plans."""
+    from kwartier.tariffs.plan import builtin_ids, load_plan
+
+    plans = [load_plan(i).plan for i in builtin_ids()]
+    if json_out:
+        sys.stdout.write(json.dumps([{"id": p.id, "name": p.name, "netting": p.netting,
+                                      "description": p.description} for p in plans]) + "\n")
+        return
+    table = Table("id", "name", "netting", "what")
+    for p in plans:
+        table.add_row(p.id, p.name, p.netting, p.description)
+    out.print(table)
+
+
+@plans_app.command("show")
+def plans_show_cmd(
+    ref: Annotated[str, typer.Argument(help="A built-in plan id or a plan TOML file.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Show a plan's components: who is paid, for what, at what price."""
+    from kwartier.tariffs.plan import PlanError, load_plan
+
+    try:
+        loaded = load_plan(ref)
+    except PlanError as exc:
+        raise fail(str(exc)) from None
+    plan = loaded.plan
+    if json_out:
+        sys.stdout.write(plan.model_dump_json() + "\n")
+        return
+    out.print(f"[bold]{plan.name}[/] ({plan.id}) - VAT {plan.vat_rate * 100:g} %, netting {plan.netting}")
+    if plan.description:
+        out.print(plan.description)
+    table = Table("component", "payee", "basis", "price (EUR per unit)", "fixed", "VAT")
+    for c in plan.components:
+        price = c.price if c.price is not None else "; ".join(
+            f"{'up to ' + str(b.up_to_kwh) + ' kWh' if b.up_to_kwh is not None else 'beyond'}: {b.price}"
+            for b in c.bands or [])
+        if c.of:
+            price += f" x ({' + '.join(c.of)})"
+        table.add_row(f"{c.label} ({c.id})", c.payee, c.basis, price, c.fixed, "yes" if c.vat else "no")
+    out.print(table)
+    if plan.parameters:
+        out.print("parameters: " + ", ".join(f"{k} = {v}" for k, v in plan.parameters.items()))
+
+
+@app.command("cost")
+def cost_cmd(
+    readings: Annotated[Path, typer.Option("--readings", help="Meter file (any supported format).")],
+    prices: Annotated[Path, typer.Option("--prices", help="Day-ahead price file (any supported format).")],
+    plan: Annotated[list[str], typer.Option("--plan", help="Plan id or TOML file; repeat to compare plans.")],
+    date_from: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD.")],
+    date_to: Annotated[str, typer.Option("--to", help="Day after the last, YYYY-MM-DD (exclusive).")],
+    readings_format: Annotated[str | None, typer.Option("--readings-format")] = None,
+    prices_format: Annotated[str | None, typer.Option("--prices-format")] = None,
+    allow_gaps: Annotated[bool, typer.Option("--allow-gaps", help="Price what is there; report gaps.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Price a meter file under one or more plans (no database): what would I pay?"""
+    from datetime import date
+
+    from kwartier.ingest import read_prices, read_readings
+    from kwartier.tariffs.compose import MissingData
+    from kwartier.tariffs.cost import cost
+    from kwartier.tariffs.plan import PlanError, load_plan
+
+    try:
+        first, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except ValueError as exc:
+        raise fail(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+    if end <= first:
+        raise fail(f"--to {end} must be after --from {first} (the end is exclusive)")
+    try:
+        plans = [load_plan(p) for p in plan]
+        r = read_readings(readings, readings_format)
+        m = read_prices(prices, prices_format)
+        results = [cost(p, r.frame, m.frame, first, end, allow_gaps=allow_gaps) for p in plans]
+    except (InputRejected, PlanError) as exc:
+        raise fail(str(exc)) from None
+    except MissingData as exc:
+        raise fail(f"{exc}; use --allow-gaps to price what is there") from None
+    if json_out:
+        sys.stdout.write(json.dumps({"results": [x.to_json() for x in results]}) + "\n")
+        return
+    for x in results:
+        data = x.to_json()
+        table = Table(title=f"{x.plan}: {data['from']} .. {data['to']} (end exclusive)", title_justify="left")
+        for col in ("component", "payee", "quantity", "amount EUR"):
+            table.add_column(col, justify="right" if col in ("quantity", "amount EUR") else "left")
+        for ln in x.lines:
+            table.add_row(ln.label, ln.payee, f"{ln.quantity} {ln.unit}", str(ln.to_json()["amount"]))
+        table.add_row("net total", "", "", str(data["net_total"]), style="bold")
+        table.add_row(f"VAT {x.vat_rate * 100:g} %", "", "", str(data["vat"]))
+        table.add_row("total", "", "", str(data["total"]), style="bold")
+        out.print(table)
+        out.print(f"import {data['import_kwh']} kWh, export {data['export_kwh']} kWh")
+        for note in [*x.gaps, *x.notes]:
+            out.print(f"  [yellow]note:[/] {note}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -256,18 +256,24 @@ def register_deltas(
     return out, anomalies
 
 
-def gap_anomalies(starts: pl.Series, resolution: str, what: str = "interval") -> list[Anomaly]:
-    """One :data:`GAP` anomaly per run of missing intervals between the first and last present."""
+def gap_anomalies(
+    starts: pl.Series, resolution: str, what: str = "interval", rows: pl.Series | None = None
+) -> list[Anomaly]:
+    """One :data:`GAP` anomaly per run of missing intervals between the first and last present.
+
+    With ``rows`` (the file row of each start), each gap names the row that follows the hole, so
+    the user can find it in the file.
+    """
     step = resolution_of(resolution)
     if starts.len() < 2:
         return []
-    s = starts.sort()
-    frame = pl.DataFrame({"t": s}).with_columns(nxt=pl.col("t").shift(-1))
+    frame = pl.DataFrame({"t": starts, "row": rows if rows is not None else pl.repeat(None, starts.len(), eager=True)})
+    frame = frame.sort("t").with_columns(nxt=pl.col("t").shift(-1), nxt_row=pl.col("row").shift(-1))
     holes = frame.filter(pl.col("nxt") - pl.col("t") > step)
     out = []
-    for t, nxt in holes.iter_rows():
+    for t, nxt, row in holes.select("t", "nxt", "nxt_row").iter_rows():
         n = (nxt - t) // step - 1
-        out.append(Anomaly(GAP, t + step, None, f"{n} {what}(s) missing: {iso_utc(t + step)} .. {iso_utc(nxt)}"))
+        out.append(Anomaly(GAP, t + step, row, f"{n} {what}(s) missing: {iso_utc(t + step)} .. {iso_utc(nxt)}"))
     return out
 
 

@@ -52,18 +52,15 @@ from kwartier.ingest.base import (
     register_deltas,
 )
 from kwartier.ingest.meters_generic import (
-    ROW,
     find_holes,
-    header_fields,
     hole_kind,
     infer_resolution,
     null_runs,
-    read_csv_table,
     reading_frame,
     register_kwh_to_wh,
-    require_columns,
 )
-from kwartier.timegrid import DEFAULT_TZ, RESOLUTIONS, iso_utc, localize_naive
+from kwartier.ingest.textio import ROW, header_fields, localize, parse_datetimes, read_csv_table, require_columns
+from kwartier.timegrid import DEFAULT_TZ, RESOLUTIONS, iso_utc
 
 # ---------------------------------------------------------------- Energie Manager Online
 
@@ -92,9 +89,9 @@ def _emo_connection(f: pl.DataFrame, path: Path) -> str | None:
 
 
 def _emo_registers(path: Path) -> tuple[pl.DataFrame, str | None, list[Anomaly]]:
-    """The EMO rows as ``_row, ts, code, kwh`` (register reading in kWh), the EAN, and no_data anomalies."""
-    table = read_csv_table(path, ";")
-    require_columns(table, EMO_COLUMNS, path)
+    """The EMO rows as ``row, ts, code, kwh`` (register reading in kWh), the EAN, and no_data anomalies."""
+    table = read_csv_table(path, ";", empty_ok=True)
+    require_columns(path, table.columns, EMO_COLUMNS, table.header_row)
     f = table.frame
     moment_text = f["moment"].str.strip_chars()
     moment = moment_text.cast(pl.Int64, strict=False)
@@ -215,7 +212,7 @@ def _hw_hole_anomalies(f: pl.DataFrame, regs: list[str], step: timedelta, tz: st
 
 def read_homewizard(path: Path, options: ReadOptions) -> ReadingImport:
     """Read a HomeWizard Energy P1 CSV export with cumulative registers (see the module docstring)."""
-    table = read_csv_table(path)
+    table = read_csv_table(path, empty_ok=True)
     time_col, imports, exports = _hw_columns(table.columns)
     if time_col is None or not imports or not exports:
         raise InputRejected(path, "missing column(s): need 'time', 'Import T1 kWh'-style and 'Export T1 kWh'-"
@@ -224,21 +221,17 @@ def read_homewizard(path: Path, options: ReadOptions) -> ReadingImport:
     f = table.frame
     if not f.height:
         return _no_data_file("homewizard-csv")
-    text = f[time_col].str.strip_chars()
-    naive = pl.select(pl.coalesce(text.str.to_datetime("%Y-%m-%d %H:%M", strict=False),
-                                  text.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False))).to_series()
-    bad = f.filter(naive.is_null())
-    if bad.height:
-        raise InputRejected(path, f"time {bad[time_col][0]!r} is not 'YYYY-MM-DD HH:MM'", row=bad[ROW][0])
+    naive = parse_datetimes(f, time_col, ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"), path, "time",
+                            "'YYYY-MM-DD HH:MM'")
     tz = options.tz or DEFAULT_TZ
-    loc = localize_naive(naive.cast(pl.Datetime("us")), tz)
+    loc = localize(naive, tz, path)
     values = {c: parse_decimal_column(f, c, path, ROW) for c in regs}
     for c, v in values.items():
         neg = f.filter(v < 0)
         if neg.height:
             raise InputRejected(path, f"register {c!r} reading {neg[c][0]!r} is negative", row=neg[ROW][0])
-    g = pl.DataFrame({ROW: f[ROW], "ts": loc.utc.cast(UTC_DT), "local": text, "phantom": loc.phantom,
-                      **values})
+    g = pl.DataFrame({ROW: f[ROW], "ts": loc.utc.cast(UTC_DT), "local": f[time_col].str.strip_chars(),
+                      "phantom": loc.phantom, **values})
     anomalies = [Anomaly(DST_PHANTOM, None, r, f"local time {t!r} does not exist in {tz} (clocks jump "
                          "forward); reading dropped, the next reading's register covers its energy")
                  for r, t in g.filter("phantom").select(ROW, "local").iter_rows()]

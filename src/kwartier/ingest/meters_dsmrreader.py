@@ -41,8 +41,8 @@ from kwartier.ingest.base import (
     gap_anomalies,
     kwh_to_wh,
     parse_decimal_column,
-    read_text,
 )
+from kwartier.ingest.textio import header_fields, parse_datetimes, read_csv_table
 from kwartier.timegrid import PT60M
 
 FORMAT_NAME = "dsmrreader-csv"
@@ -65,46 +65,15 @@ def _energy_columns(columns: list[str]) -> dict[str, str]:
 
 def detect(path: Path, head: str) -> bool:
     """A DSMR-reader hourly export: first header name ``Hour Start`` and the Electricity 1/2 columns."""
-    first = head.lstrip("\ufeff").split("\n", 1)[0].strip()
-    names = [c.strip().strip('"') for c in first.split(",")]
+    names = header_fields(head, ",")
     return bool(names) and names[0] == HOUR_START and len(_energy_columns(names)) == 4
-
-
-def _rows_frame(path: Path, text: str, separator: str) -> pl.DataFrame:
-    """The file's data rows as text columns plus ``row``, the 1-based physical line number."""
-    numbered = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if len(numbered) < 2:
-        raise InputRejected(path, "the file has no data rows")
-    body = "\n".join(line for _, line in numbered).encode()
-    try:
-        frame = pl.read_csv(body, separator=separator, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        width = numbered[0][1].count(separator)
-        wide = [i for i, line in numbered if line.count(separator) > width]
-        raise InputRejected(
-            path, f"not a readable CSV ({str(exc).splitlines()[0]})", row=wide[0] if wide else None
-        ) from None
-    if frame.height != len(numbered) - 1:
-        raise InputRejected(path, "the number of rows does not match the number of lines")
-    frame = frame.rename({c: c.strip().strip('"') for c in frame.columns})
-    return frame.with_columns(pl.Series("row", [i for i, _ in numbered[1:]], dtype=pl.Int64))
 
 
 def _parse_hour_start(frame: pl.DataFrame, path: Path) -> pl.Series:
     """``Hour Start`` (ISO 8601 with an offset) as UTC; a value without an offset is rejected."""
     text = frame[HOUR_START].str.strip_chars().str.replace(r"Z$", "+00:00")
-    parsed = pl.select(
-        pl.coalesce(
-            [text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _OFFSET_FORMATS]
-        )
-    ).to_series()
-    bad = frame.filter(parsed.is_null())
-    if bad.height:
-        raise InputRejected(
-            path,
-            f"{HOUR_START} {bad[HOUR_START][0]!r} is not an ISO 8601 time with a UTC offset",
-            row=bad["row"][0],
-        )
+    parsed = parse_datetimes(frame, text, _OFFSET_FORMATS, path, HOUR_START, "an ISO 8601 time with a UTC offset",
+                             shown=[HOUR_START], time_zone="UTC")
     off_hour = frame.filter(parsed.dt.epoch("s") % 3600 != 0)
     if off_hour.height:
         raise InputRejected(
@@ -131,24 +100,16 @@ def _energy_kwh(frame: pl.DataFrame, column: str, path: Path) -> pl.Series:
     return values
 
 
-def _with_rows(gaps: list[Anomaly], frame: pl.DataFrame) -> list[Anomaly]:
-    """Name in each gap the row that follows it, so the user can find the hole in the file."""
-    out = []
-    for a in gaps:
-        after = frame.filter(pl.col("interval_start") > a.at)
-        out.append(Anomaly(a.kind, a.at, after["row"][0] if after.height else None, a.detail))
-    return out
-
-
 def read(path: Path, options: ReadOptions) -> ReadingImport:
     """Read a DSMR-reader hourly export into hourly readings (``options.tz`` is not needed)."""
-    frame = _rows_frame(path, read_text(path), ",")
+    table = read_csv_table(path, ",", pad_short_lines=True)
+    frame = table.frame
     columns = _energy_columns(frame.columns)
     missing = [k for k in ("import_t1", "import_t2", "export_t1", "export_t2") if k not in columns]
     if HOUR_START not in frame.columns or missing:
         what = [HOUR_START] if HOUR_START not in frame.columns else []
         what += [f"Electricity {k[-1]}{' Returned' if k.startswith('export') else ''}" for k in missing]
-        raise InputRejected(path, f"missing column(s) {what}", row=1)
+        raise InputRejected(path, f"missing column(s) {what}", row=table.header_row)
     frame = frame.select(
         "row",
         _parse_hour_start(frame, path),
@@ -181,7 +142,7 @@ def read(path: Path, options: ReadOptions) -> ReadingImport:
                 "are kept",
             )
         )
-    anomalies += _with_rows(gap_anomalies(frame["interval_start"], PT60M, "hour"), frame)
+    anomalies += gap_anomalies(frame["interval_start"], PT60M, "hour", frame["row"])
     out = pl.DataFrame(
         {
             "interval_start": frame["interval_start"],

@@ -43,7 +43,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfoNotFoundError
 
 import polars as pl
 
@@ -64,9 +63,9 @@ from kwartier.ingest.base import (
     gap_anomalies,
     kwh_to_wh,
     parse_decimal_column,
-    read_text,
 )
-from kwartier.timegrid import PT15M, QUARTER, iso_utc, localize_naive
+from kwartier.ingest.textio import header_fields, localize, parse_datetimes, read_csv_table, require_columns
+from kwartier.timegrid import PT15M, QUARTER, iso_utc
 
 FORMAT_NAME = "fluvius-csv"
 DEFAULT_TZ = "Europe/Brussels"
@@ -104,53 +103,16 @@ def _normalise(name: str) -> str:
 
 def detect(path: Path, head: str) -> bool:
     """A Fluvius export: a ``;`` header with From/Van date and time, Register, Volume and Unit/Eenheid."""
-    first = head.lstrip("\ufeff").split("\n", 1)[0]
-    keys = {_HEADER_KEYS.get(_normalise(c)) for c in first.split(";")}
+    keys = {_HEADER_KEYS.get(_normalise(c)) for c in header_fields(head, ";")}
     return all(k in keys for k in _REQUIRED)
-
-
-def _rows_frame(path: Path, text: str, separator: str) -> pl.DataFrame:
-    """The file's data rows as text columns plus ``row``, the 1-based physical line number."""
-    numbered = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if len(numbered) < 2:
-        raise InputRejected(path, "the file has no data rows")
-    body = "\n".join(line for _, line in numbered).encode()
-    try:
-        frame = pl.read_csv(body, separator=separator, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        width = numbered[0][1].count(separator)
-        wide = [i for i, line in numbered if line.count(separator) > width]
-        raise InputRejected(
-            path, f"not a readable CSV ({str(exc).splitlines()[0]})", row=wide[0] if wide else None
-        ) from None
-    if frame.height != len(numbered) - 1:
-        raise InputRejected(path, "the number of rows does not match the number of lines")
-    return frame.with_columns(pl.Series("row", [i for i, _ in numbered[1:]], dtype=pl.Int64))
 
 
 def _local_naive(frame: pl.DataFrame, date_col: str, time_col: str, path: Path) -> pl.Series:
     """``dd/mm/yyyy`` (or ``dd-mm-yyyy``) plus ``HH:MM[:SS]`` as a naive local datetime."""
-    text = (
-        frame[date_col].str.strip_chars().str.replace_all("-", "/", literal=True)
-        + " "
-        + frame[time_col].str.strip_chars()
-    )
-    parsed = pl.select(
-        pl.coalesce(
-            [
-                text.str.to_datetime(f, strict=False, time_unit="us")
-                for f in ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M")
-            ]
-        )
-    ).to_series()
-    bad = frame.filter(parsed.is_null())
-    if bad.height:
-        raise InputRejected(
-            path,
-            f"date/time {bad[date_col][0]!r} {bad[time_col][0]!r} is not dd/mm/yyyy HH:MM:SS",
-            row=bad["row"][0],
-        )
-    return parsed
+    date = frame[date_col].str.strip_chars().str.replace_all("-", "/", literal=True)
+    text = date + " " + frame[time_col].str.strip_chars()
+    return parse_datetimes(frame, text, ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M"), path, "date/time",
+                           "dd/mm/yyyy HH:MM:SS", shown=[date_col, time_col])
 
 
 def _prepare(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, str | None]:
@@ -210,13 +172,9 @@ def _localize(frame: pl.DataFrame, tz: str, path: Path) -> pl.DataFrame:
     parts = []
     for direction in ("import", "export"):
         sub = frame.filter(pl.col("direction") == direction)
-        if not sub.height:
-            continue
-        try:
-            lz = localize_naive(sub["from_naive"], tz)
-        except (ZoneInfoNotFoundError, pl.exceptions.PolarsError) as exc:
-            raise InputRejected(path, f"cannot place the times in time zone {tz!r}: {exc}") from None
-        parts.append(sub.with_columns(utc=lz.utc, phantom=lz.phantom))
+        if sub.height:
+            lz = localize(sub["from_naive"], tz, path)
+            parts.append(sub.with_columns(utc=lz.utc, phantom=lz.phantom))
     return pl.concat(parts).sort("row")
 
 
@@ -275,23 +233,12 @@ def _no_data(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Anomaly]]:
     return frame.filter(~pl.col("utc").is_in(bad["utc"].implode())), anomalies
 
 
-def _gaps(frame: pl.DataFrame) -> list[Anomaly]:
-    """``GAP`` for each run of missing quarters, naming the first row after the hole."""
-    out = []
-    for a in gap_anomalies(frame["interval_start"], PT15M, "quarter"):
-        after = frame.filter(pl.col("interval_start") > a.at)
-        out.append(Anomaly(a.kind, a.at, after["row"][0] if after.height else None, a.detail))
-    return out
-
-
 def read(path: Path, options: ReadOptions) -> ReadingImport:
     """Read a Fluvius quarter-hour export into quarter-hour readings (local time ``options.tz``)."""
     tz = options.tz or DEFAULT_TZ
-    raw = _rows_frame(path, read_text(path), ";")
-    raw = raw.rename({c: _HEADER_KEYS[_normalise(c)] for c in raw.columns if _normalise(c) in _HEADER_KEYS})
-    missing = [k for k in _REQUIRED if k not in raw.columns]
-    if missing:
-        raise InputRejected(path, f"missing column(s) {missing}", row=1)
+    table = read_csv_table(path, ";")
+    raw = table.frame.rename({c: _HEADER_KEYS[_normalise(c)] for c in table.columns if _normalise(c) in _HEADER_KEYS})
+    require_columns(path, raw.columns, _REQUIRED, table.header_row)
     frame, ean = _prepare(raw, path)
     lengths = frame.filter(pl.col("until_naive").is_not_null()).select(
         (pl.col("until_naive") - pl.col("from_naive")).alias("d"), "row"
@@ -352,7 +299,7 @@ def read(path: Path, options: ReadOptions) -> ReadingImport:
                 "volumes with fractions of a Wh were rounded with carry, so the totals are kept",
             )
         )
-    anomalies += _gaps(quarters)
+    anomalies += gap_anomalies(quarters["interval_start"], PT15M, "quarter", quarters["row"])
     out = pl.DataFrame(
         {
             "interval_start": quarters["interval_start"],

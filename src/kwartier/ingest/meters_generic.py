@@ -1,4 +1,4 @@
-"""Generic interval CSV reader (the demo's own format), plus CSV and hole helpers shared by meter readers.
+"""Generic interval CSV reader (the demo's own format), plus energy and hole helpers shared by meter readers.
 
 Format ``generic-csv``: one header line, then one row per interval, ``,`` or ``;`` separated.
 
@@ -25,9 +25,6 @@ when the hole is exactly the repeated autumn hour of ``ReadOptions.tz``, default
 
 from __future__ import annotations
 
-import io
-import re
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN
 from pathlib import Path
@@ -40,7 +37,6 @@ from kwartier.ingest.base import (
     GAP,
     NO_DATA,
     READING_SCHEMA,
-    UTC_DT,
     Anomaly,
     Format,
     InputRejected,
@@ -50,86 +46,9 @@ from kwartier.ingest.base import (
     empty,
     kwh_to_wh,
     parse_decimal_column,
-    read_text,
 )
+from kwartier.ingest.textio import ROW, header_fields, parse_datetimes, read_csv_table
 from kwartier.timegrid import DEFAULT_TZ, HOUR, PT15M, PT60M, QUARTER, iso_utc
-
-ROW = "_row"  # the physical line number (1-based, header included) of every parsed row
-
-# ---------------------------------------------------------------- shared CSV helpers
-
-
-def _first_line(text: str) -> tuple[int, str]:
-    """Index and text of the first non-blank line (``-1, ""`` when there is none)."""
-    for i, line in enumerate(text.split("\n")):
-        if line.strip():
-            return i, line.rstrip("\r")
-    return -1, ""
-
-
-def guess_separator(header_line: str) -> str:
-    """``;`` when the header line holds one, else ``,``."""
-    return ";" if ";" in header_line else ","
-
-
-def header_fields(head: str, separator: str | None = None) -> list[str]:
-    """The column names of the first non-blank line of ``head`` (stripped, quotes removed)."""
-    _, line = _first_line(head)
-    sep = separator or guess_separator(line)
-    return [f.strip().strip('"').strip() for f in line.split(sep)]
-
-
-@dataclass(frozen=True)
-class CsvTable:
-    """A CSV file read as text columns, with the physical line number of each row in ``_row``."""
-
-    frame: pl.DataFrame
-    columns: list[str]
-    header_row: int
-    separator: str
-
-
-def read_csv_table(path: str | Path, separator: str | None = None) -> CsvTable:
-    """Read a delimited file into string columns, checking that every line has the header's field count.
-
-    Blank lines are skipped (they keep their line numbers for the others); a line with too few or
-    too many fields (a truncated file, a stray separator) or an unbalanced quote is rejected.
-    """
-    text = read_text(path)
-    h, header_line = _first_line(text)
-    if h < 0:
-        raise InputRejected(path, "the file is empty")
-    sep = separator or guess_separator(header_line)
-    lines = pl.Series("line", text.split("\n")[h + 1 :]).str.strip_suffix("\r")
-    body = pl.DataFrame({"line": lines, ROW: pl.int_range(h + 2, h + 2 + lines.len(), eager=True)})
-    body = body.filter(pl.col("line").str.strip_chars() != "")
-    n_fields = len(re.sub('"[^"]*"', "", header_line).split(sep))
-    checked = body.with_columns(
-        quotes=pl.col("line").str.count_matches('"', literal=True),
-        fields=pl.col("line").str.replace_all('"[^"]*"', "").str.count_matches(sep, literal=True) + 1,
-    )
-    bad = checked.filter((pl.col("quotes") % 2 == 1) | (pl.col("fields") != n_fields))
-    if bad.height:
-        r = bad.row(0, named=True)
-        problem = (
-            "unbalanced quote" if r["quotes"] % 2 else f"{r['fields']} fields where the header has {n_fields}"
-        ) + " (a truncated or malformed line)"
-        raise InputRejected(path, problem, row=r[ROW])
-    data = "\n".join([header_line, *body["line"].to_list()]).encode()
-    try:
-        frame = pl.read_csv(io.BytesIO(data), separator=sep, infer_schema=False, quote_char='"')
-    except (pl.exceptions.PolarsError, ValueError) as exc:
-        raise InputRejected(path, f"not a readable {sep!r}-separated file: {exc}", row=h + 1) from None
-    frame = frame.rename({c: c.strip() for c in frame.columns}).with_columns(body[ROW])
-    return CsvTable(frame, [c.strip() for c in frame.columns if c != ROW], h + 1, sep)
-
-
-def require_columns(table: CsvTable, names: list[str], path: str | Path) -> None:
-    """Reject the file when one of ``names`` is not a column, naming the header row."""
-    missing = [n for n in names if n not in table.columns]
-    if missing:
-        raise InputRejected(path, f"missing column(s) {missing}; found {table.columns}", row=table.header_row)
-
 
 # ---------------------------------------------------------------- shared energy and time helpers
 
@@ -215,6 +134,17 @@ def null_runs(frame: pl.DataFrame, flag: pl.Expr, at: str, what: str) -> list[An
             for first, last, n, a in runs.select("first", "last", "n", "at").iter_rows()]
 
 
+def unknown_directions(frame: pl.DataFrame, neither: str, no_import: str, no_export: str
+                       ) -> tuple[pl.DataFrame, list[Anomaly]]:
+    """Skip rows with neither ``import`` nor ``export``; report each run of rows missing one (``no_data``)."""
+    both_null = pl.col("import").is_null() & pl.col("export").is_null()
+    anomalies = null_runs(frame, both_null, "interval_start", neither)
+    frame = frame.filter(~both_null)
+    anomalies += null_runs(frame, pl.col("import").is_null(), "interval_start", no_import)
+    anomalies += null_runs(frame, pl.col("export").is_null(), "interval_start", no_export)
+    return frame, anomalies
+
+
 def reading_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The canonical reading columns of ``frame`` (which has interval_start, resolution, import_wh, ...)."""
     return frame.select([pl.col(c).cast(t) for c, t in READING_SCHEMA.items()])
@@ -237,22 +167,11 @@ def _detect(path: Path, head: str) -> bool:
     return bool(names & set(_TIME)) and has_energy
 
 
-def _parse_start(text: pl.Series, rows: pl.Series, path: Path) -> pl.Series:
-    norm = text.str.strip_chars().str.replace(r"[zZ]$", "+00:00")
+def _parse_start(frame: pl.DataFrame, column: str, path: Path) -> pl.Series:
+    norm = frame[column].str.strip_chars().str.replace(r"[zZ]$", "+00:00")
     norm = norm.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
-    parsed = pl.select(pl.coalesce(
-        norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC"),
-        norm.str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False, time_zone="UTC"),
-    )).to_series().cast(UTC_DT)
-    bad = parsed.is_null()
-    if bad.any():
-        i = int(bad.arg_max())  # type: ignore[arg-type]
-        value = text[i]
-        naive = value is not None and not norm.str.contains(r"[+-]\d{2}:?\d{2}$")[i]
-        problem = (f"timestamp {value!r} has no UTC offset; write it with an offset or 'Z'" if naive
-                   else f"timestamp {value!r} is not an ISO 8601 date-time with an offset")
-        raise InputRejected(path, problem, row=rows[i])
-    return parsed
+    return parse_datetimes(frame, norm, ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"), path, "timestamp",
+                           "an ISO 8601 date-time with an offset or 'Z'", shown=[column], time_zone="UTC")
 
 
 def _energy_column(frame: pl.DataFrame, names: dict[str, str], what: str, path: Path,
@@ -312,7 +231,7 @@ def _status(frame: pl.DataFrame, names: dict[str, str], path: Path) -> pl.Series
 
 def read_generic_csv(path: Path, options: ReadOptions) -> ReadingImport:
     """Read a ``generic-csv`` file (see the module docstring for its columns and rules)."""
-    table = read_csv_table(path)
+    table = read_csv_table(path, empty_ok=True)
     names = _lower_map(table.columns)
     time_cols = [names[t] for t in _TIME if t in names]
     if len(time_cols) != 1:
@@ -326,7 +245,7 @@ def read_generic_csv(path: Path, options: ReadOptions) -> ReadingImport:
     if not f.height:
         return ReadingImport(empty(READING_SCHEMA), "generic-csv",
                              [Anomaly(NO_DATA, None, None, "the file has no data rows")])
-    starts = _parse_start(f[time_cols[0]], f[ROW], path)
+    starts = _parse_start(f, time_cols[0], path)
     raw_res = f[names["resolution"]] if "resolution" in names else None
     f = pl.DataFrame({ROW: f[ROW], "interval_start": starts, "import": imp, "export": exp,
                       "status": _status(f, names, path),
@@ -335,13 +254,9 @@ def read_generic_csv(path: Path, options: ReadOptions) -> ReadingImport:
     if off.height:
         raise InputRejected(path, f"interval start {iso_utc(off['interval_start'][0])} is not on the "
                             f"{off['resolution'][0]} grid", row=off[ROW][0])
-    neither = pl.col("import").is_null() & pl.col("export").is_null()
-    anomalies = null_runs(f, neither, "interval_start", "import and export both empty: row skipped")
-    f = f.filter(~neither)
-    anomalies += null_runs(f, pl.col("import").is_null(), "interval_start",
-                           "import empty: import_wh unknown (null)")
-    anomalies += null_runs(f, pl.col("export").is_null(), "interval_start",
-                           "export empty: export_wh unknown (null)")
+    f, anomalies = unknown_directions(f, "import and export both empty: row skipped",
+                                      "import empty: import_wh unknown (null)",
+                                      "export empty: export_wh unknown (null)")
     f, dups = duplicate_rows(f, "interval_start", ["import", "export", "status", "resolution"], path, ROW)
     anomalies += dups
     f = f.sort("interval_start").with_columns(

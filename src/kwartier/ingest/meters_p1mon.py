@@ -65,10 +65,10 @@ from kwartier.ingest.base import (
     ReadOptions,
     duplicate_rows,
     parse_decimal_column,
-    read_text,
     register_deltas,
 )
-from kwartier.timegrid import DEFAULT_TZ, HOUR, PT15M, PT60M, QUARTER, iso_utc, localize_naive
+from kwartier.ingest.textio import localize, parse_datetimes, read_csv_table, require_columns
+from kwartier.timegrid import DEFAULT_TZ, HOUR, PT15M, PT60M, QUARTER, iso_utc
 
 MINUTE = timedelta(minutes=1)
 #: P1-Monitor column -> register name in ``ReadingImport.registers`` (the names the P1 reader uses).
@@ -121,24 +121,6 @@ def _is_workbook_with(path: Path, head: str) -> bool:
     except (OSError, KeyError, zipfile.BadZipFile):
         return False
     return UUR.sheets[0] in re.findall(r'<sheet\b[^>]*\bname="([^"]+)"', book)
-
-
-def _rows_frame(path: Path, text: str) -> pl.DataFrame:
-    """The CSV's data rows as text columns plus ``row``, the 1-based physical line number."""
-    numbered = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if len(numbered) < 2:
-        raise InputRejected(path, "the file has no data rows")
-    try:
-        frame = pl.read_csv("\n".join(line for _, line in numbered).encode(), infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        width = numbered[0][1].count(",")
-        wide = [i for i, line in numbered if line.count(",") > width]
-        raise InputRejected(
-            path, f"not a readable CSV ({str(exc).splitlines()[0]})", row=wide[0] if wide else None
-        ) from None
-    if frame.height != len(numbered) - 1:
-        raise InputRejected(path, "the number of rows does not match the number of lines")
-    return frame.with_columns(pl.Series("row", [i for i, _ in numbered[1:]], dtype=pl.Int64))
 
 
 def _cell_text(value: object) -> str | None:
@@ -204,24 +186,9 @@ def _register_wh(frame: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, list[An
 
 def _place(frame: pl.DataFrame, tz: str, table: _Table, path: Path) -> pl.DataFrame:
     """Add ``naive``, ``start`` (UTC start of the row's period), ``merged`` and ``phantom``."""
-    text = frame["TIMESTAMP"].str.strip_chars()
-    naive = pl.select(
-        pl.coalesce(
-            [
-                text.str.to_datetime(f, strict=False, time_unit="us")
-                for f in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
-            ]
-        )
-    ).to_series()
-    bad = frame.filter(naive.is_null())
-    if bad.height:
-        raise InputRejected(
-            path, f"TIMESTAMP {bad['TIMESTAMP'][0]!r} is not YYYY-MM-DD HH:MM:SS", row=bad["row"][0]
-        )
-    try:
-        lz = localize_naive(naive, tz)
-    except pl.exceptions.PolarsError as exc:
-        raise InputRejected(path, f"cannot place the times in time zone {tz!r}: {exc}") from None
+    naive = parse_datetimes(frame, "TIMESTAMP", ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"), path, "TIMESTAMP",
+                            "YYYY-MM-DD HH:MM:SS")
+    lz = localize(naive, tz, path)
     placed = (
         frame.with_columns(naive=naive, lz_utc=lz.utc, phantom=lz.phantom)
         .with_columns(
@@ -335,13 +302,11 @@ def _merged_hour(gap: Anomaly, bounds: pl.DataFrame) -> Anomaly:
 
 
 def read_table(
-    path: Path, frame: pl.DataFrame, table: _Table, options: ReadOptions, name: str
+    path: Path, frame: pl.DataFrame, table: _Table, options: ReadOptions, name: str, header_row: int = 1
 ) -> ReadingImport:
     """Turn one P1-Monitor table (text columns + ``row``) into readings; see the module rules."""
     tz = options.tz or DEFAULT_TZ
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputRejected(path, f"missing column(s) {missing}", row=1)
+    require_columns(path, frame.columns, REQUIRED, header_row)
     frame, anomalies = _register_wh(frame, path)
     frame = frame.with_columns(
         parse_decimal_column(frame, "VERBR_KWH_X", path), parse_decimal_column(frame, "GELVR_KWH_X", path)
@@ -376,7 +341,8 @@ def read_table(
 
 def _read_csv(table: _Table, name: str) -> Callable[[Path, ReadOptions], ReadingImport]:
     def read(path: Path, options: ReadOptions) -> ReadingImport:
-        return read_table(path, _rows_frame(path, read_text(path)), table, options, name)
+        csv = read_csv_table(path, ",", pad_short_lines=True)
+        return read_table(path, csv.frame, table, options, name, csv.header_row)
 
     return read
 

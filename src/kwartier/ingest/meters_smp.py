@@ -25,7 +25,6 @@ import openpyxl
 import polars as pl
 
 from kwartier.ingest.base import (
-    UTC_DT,
     Anomaly,
     Format,
     InputRejected,
@@ -34,17 +33,8 @@ from kwartier.ingest.base import (
     duplicate_rows,
     parse_decimal_column,
 )
-from kwartier.ingest.meters_generic import (
-    ROW,
-    CsvTable,
-    energy_kwh_to_wh,
-    find_holes,
-    header_fields,
-    hole_kind,
-    null_runs,
-    read_csv_table,
-    reading_frame,
-)
+from kwartier.ingest.meters_generic import energy_kwh_to_wh, find_holes, hole_kind, reading_frame, unknown_directions
+from kwartier.ingest.textio import ROW, CsvTable, header_fields, parse_datetimes, read_csv_table, require_columns
 from kwartier.timegrid import DEFAULT_TZ, PT15M, QUARTER, iso_utc
 
 STAMP = "datum_tijd"
@@ -100,7 +90,7 @@ def _cell_text(value: object) -> str | None:
 
 
 def _xlsx_table(path: Path) -> CsvTable:
-    """The SlimmeMeterPortal sheet as text columns; ``_row`` is the sheet row number."""
+    """The SlimmeMeterPortal sheet as text columns; ``row`` is the sheet row number."""
     try:
         found = _smp_sheet(path)
     except Exception as exc:
@@ -138,15 +128,9 @@ def _direction_kwh(frame: pl.DataFrame, cols: tuple[str, str], path: Path) -> pl
 
 def _read_table(path: Path, table: CsvTable, fmt: str, options: ReadOptions) -> ReadingImport:
     f = table.frame.rename({c: c.lower() for c in table.columns if c.lower() in REQUIRED})
-    missing = [c for c in REQUIRED if c not in f.columns]
-    if missing:
-        raise InputRejected(path, f"missing column(s) {missing}; found {table.columns}", row=table.header_row)
-    text = f[STAMP].str.strip_chars()
-    end = text.str.to_datetime("%d-%m-%Y %H:%M:%S %z", strict=False, time_zone="UTC").cast(UTC_DT)
-    bad = f.filter(end.is_null())
-    if bad.height:
-        raise InputRejected(path, f"{STAMP} {bad[STAMP][0]!r} is not 'DD-MM-YYYY HH:MM:SS +HHMM'",
-                            row=bad[ROW][0])
+    require_columns(path, f.columns, REQUIRED, table.header_row)
+    end = parse_datetimes(f, STAMP, ["%d-%m-%Y %H:%M:%S %z"], path, STAMP, "'DD-MM-YYYY HH:MM:SS +HHMM'",
+                          time_zone="UTC")
     off = f.filter(end.dt.epoch("s") % 900 != 0)
     if off.height:
         raise InputRejected(path, f"{STAMP} {off[STAMP][0]!r} is not on the quarter-hour grid",
@@ -155,13 +139,9 @@ def _read_table(path: Path, table: CsvTable, fmt: str, options: ReadOptions) -> 
         ROW: f[ROW], "end": end, "interval_start": end - QUARTER,
         "import": _direction_kwh(f, IMPORT_COLS, path), "export": _direction_kwh(f, EXPORT_COLS, path),
     })
-    neither = pl.col("import").is_null() & pl.col("export").is_null()
-    anomalies = null_runs(f, neither, "interval_start", "no import and no export value: row skipped")
-    f = f.filter(~neither)
-    anomalies += null_runs(f, pl.col("import").is_null(), "interval_start",
-                           "both levering columns empty: import_wh unknown (null)")
-    anomalies += null_runs(f, pl.col("export").is_null(), "interval_start",
-                           "both teruglevering columns empty: export_wh unknown (null)")
+    f, anomalies = unknown_directions(f, "no import and no export value: row skipped",
+                                      "both levering columns empty: import_wh unknown (null)",
+                                      "both teruglevering columns empty: export_wh unknown (null)")
     f, dups = duplicate_rows(f, "interval_start", ["import", "export"], path, ROW)
     anomalies += dups
     f = f.sort("interval_start").with_columns(expected=pl.col("end") + QUARTER)

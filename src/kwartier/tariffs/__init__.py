@@ -1,0 +1,1 @@
+"""Tariff plans: the plan schema, safe price expressions, composition per quarter-hour, costs."""
