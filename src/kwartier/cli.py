@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,8 @@ app = typer.Typer(
 import_app = typer.Typer(help="Import price and meter files (the format is detected from the content).",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
+prices_app = typer.Typer(help="A plan's prices per quarter-hour: fixed or forecast, and why.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
 plans_app = typer.Typer(help="Tariff plans: the built-in ones and your own TOML files.", no_args_is_help=True)
 app.add_typer(plans_app, name="plans")
 
@@ -232,6 +235,116 @@ def plans_show_cmd(
     out.print(table)
     if plan.parameters:
         out.print("parameters: " + ", ".join(f"{k} = {v}" for k, v in plan.parameters.items()))
+
+
+def _when(text: str | None, option: str) -> datetime:
+    from datetime import UTC
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(f"{option} {text!r} is not an ISO 8601 time such as 2026-10-01T12:00:00+02:00") from None
+    if when.tzinfo is None:
+        raise fail(f"{option} {text!r} has no offset; add one, e.g. +01:00 or Z")
+    return when
+
+
+PlanOption = Annotated[str, typer.Option("--plan", help="Plan id or TOML file.")]
+ZoneOption = Annotated[str, typer.Option("--zone", help="Bidding zone of the market prices.")]
+KnownAtOption = Annotated[str | None, typer.Option("--known-at", help="As known at this time (default: now).")]
+
+
+@prices_app.command("show")
+def prices_show_cmd(
+    plan: PlanOption,
+    day: Annotated[str, typer.Option("--day", help="Local day, YYYY-MM-DD.")],
+    zone: ZoneOption = "NL",
+    known_at: KnownAtOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """A day of quarter-hour prices under a plan, each fixed or forecast as known at --known-at."""
+    from datetime import date
+
+    from kwartier.services.prices import day_prices
+    from kwartier.tariffs.compose import MissingData
+    from kwartier.tariffs.lifecycle import BeyondHorizon
+    from kwartier.tariffs.plan import PlanError, load_plan
+    from kwartier.timegrid import format_local, iso_utc
+
+    when = _when(known_at, "--known-at")
+    try:
+        the_day = date.fromisoformat(day)
+    except ValueError as exc:
+        raise fail(f"--day {day!r}: {exc} (use YYYY-MM-DD)") from None
+    try:
+        loaded = load_plan(plan)
+        rows = day_prices(open_store(State.db), loaded, zone, the_day, when)
+    except (PlanError, BeyondHorizon) as exc:
+        raise fail(str(exc)) from None
+    except MissingData as exc:
+        raise fail(f"{exc}; import day-ahead prices first (kwartier import prices)") from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    comps = [c.spec.id for c in loaded.components if c.spec.id in set(rows["component"].to_list())]
+    quarters = []
+    for (start,), part in rows.sort("interval_start").group_by(["interval_start"], maintain_order=True):
+        by = {r["component"]: r for r in part.iter_rows(named=True)}
+        quarters.append({"start": iso_utc(start), "components": {
+            c: {"eur_per_kwh": str(Decimal(by[c]["price_ueur_per_kwh"]).scaleb(-6)), "status": by[c]["status"],
+                "known_at": iso_utc(by[c]["known_at"])} for c in comps}})
+    if json_out:
+        sys.stdout.write(json.dumps({"plan": loaded.id, "zone": zone, "day": the_day.isoformat(),
+                                     "known_at": iso_utc(when), "quarters": quarters}) + "\n")
+        return
+    table = Table("quarter (local)", *[f"{c}\nEUR/kWh" for c in comps], "status",
+                  title=f"{loaded.plan.name}, {the_day} as known at {format_local(when, loaded.plan.timezone)}",
+                  title_justify="left")
+    for qtr in quarters:
+        start = datetime.fromisoformat(qtr["start"].replace("Z", "+00:00"))
+        states = {v["status"] for v in qtr["components"].values()}
+        label = "fixed" if states == {"fixed"} else "[italic]forecast[/]"
+        table.add_row(format_local(start, loaded.plan.timezone), *[qtr["components"][c]["eur_per_kwh"] for c in comps],
+                      label)
+    out.print(table)
+
+
+@prices_app.command("explain")
+def prices_explain_cmd(
+    plan: PlanOption,
+    at: Annotated[str, typer.Option("--at", help="A time inside the quarter-hour to explain (ISO 8601).")],
+    zone: ZoneOption = "NL",
+    known_at: KnownAtOption = None,
+    locale: Annotated[str, typer.Option("--locale", help="nl, en or fr.")] = "en",
+    json_out: JsonOption = False,
+) -> None:
+    """Explain one quarter-hour's price, component by component."""
+    from kwartier.services.prices import stored_prices
+    from kwartier.tariffs.compose import MissingData
+    from kwartier.tariffs.explain import LOCALES, explain
+    from kwartier.tariffs.lifecycle import BeyondHorizon
+    from kwartier.tariffs.plan import PlanError, load_plan
+
+    ts, when = _when(at, "--at"), _when(known_at, "--known-at")
+    if locale not in LOCALES:
+        raise fail(f"--locale {locale!r}: choose nl, en or fr")
+    try:
+        loaded = load_plan(plan)
+        market = stored_prices(open_store(State.db), zone, ts - timedelta(days=9), ts + timedelta(days=2))
+        parts = explain(loaded, market, ts, when, locale)
+    except (PlanError, BeyondHorizon) as exc:
+        raise fail(str(exc)) from None
+    except MissingData as exc:
+        raise fail(f"{exc}; import day-ahead prices first (kwartier import prices)") from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    if json_out:
+        sys.stdout.write(json.dumps({"plan": loaded.id, "at": ts.isoformat(), "locale": locale,
+                                     "components": [p.to_json() for p in parts]}, ensure_ascii=False) + "\n")
+        return
+    for p in parts:
+        out.print(p.sentence, highlight=False, soft_wrap=True)
 
 
 @app.command("cost")

@@ -171,7 +171,9 @@ def cost(
     if missing:
         result.gaps.append(f"{len(missing)} interval(s) without readings, first {iso_utc(missing[0])}")
     inside = inside.filter(pl.col("import_wh").is_not_null() & pl.col("export_wh").is_not_null())
-    if (inside["resolution"] == "PT60M").any():
+    if (inside["resolution"] == "PT60M").any() and market is not None and not market.filter(
+            (pl.col("resolution") == "PT15M") & (pl.col("interval_start") >= start)
+            & (pl.col("interval_start") < stop)).is_empty():
         result.notes.append("hourly readings are priced at the mean of their hour's quarter prices")
     derived = derive_series(plan, readings, market, first, end)
     try:
