@@ -18,6 +18,7 @@ from decimal import Decimal, DivisionByZero, InvalidOperation, localcontext
 FUNCTIONS = ("min", "max")
 _PLAIN_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")
 PRECISION = 34
+MAX_LENGTH = 1000
 
 
 class ExpressionError(ValueError):
@@ -56,13 +57,20 @@ def parse(text: str, known: set[str] | frozenset[str]) -> Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("an empty expression; write a number such as 0.0181 or a formula")
     source = text.strip()
+    if len(source) > MAX_LENGTH:
+        raise ExpressionError(f"an expression of {len(source)} characters; at most {MAX_LENGTH} are allowed")
     try:
         tree = ast.parse(source, mode="eval")
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{source[:40]!r}...: nested too deeply") from None
     except SyntaxError as exc:
         col = (exc.offset or 1) - 1
         raise ExpressionError(f"{source!r} is not a valid expression (at character {col + 1}: {exc.msg})") from None
     names: set[str] = set()
-    _check(tree.body, source, known, names)
+    try:
+        _check(tree.body, source, known, names)
+    except RecursionError:
+        raise ExpressionError(f"{source[:40]!r}...: nested too deeply") from None
     return Expression(source, tree, frozenset(names))
 
 

@@ -184,10 +184,6 @@ class Plan(_Strict):
     def _consistent(self) -> Plan:
         if not self.components:
             raise ValueError("a plan needs at least one component")
-        ids = [c.id for c in self.components]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"component id(s) {', '.join(dup)} used twice; ids must be unique")
         clash = set(self.parameters) & ({s.id for s in self.series} | set(BUILTIN_SERIES))
         if clash:
             raise ValueError(f"name(s) {', '.join(sorted(clash))} used for both a parameter and a series")
@@ -238,7 +234,8 @@ class CompiledComponent:
                     f"component defined before it (defined before: {', '.join(earlier) or 'none'})"
                 )
             if plan.component(other).basis == "percent":
-                raise PlanError(f"{where}: component {comp.id!r}, field 'of[{j}]': {other!r} is itself a percent")
+                raise PlanError(f"{where}: component {comp.id!r} (components[{index}]), field 'of[{j}]': "
+                                f"{other!r} is itself a percent component; name energy or fixed components")
 
 
 class LoadedPlan:
@@ -247,6 +244,7 @@ class LoadedPlan:
     def __init__(self, plan: Plan, where: str):
         self.plan = plan
         self.where = where
+        _unique_ids(plan, where)
         self.components = [CompiledComponent(plan, c, i, where) for i, c in enumerate(plan.components)]
         for name, value in plan.parameters.items():
             if not value.is_finite():
@@ -258,6 +256,25 @@ class LoadedPlan:
 
     def env_constants(self) -> dict[str, Decimal]:
         return dict(self.plan.parameters)
+
+
+def _unique_ids(plan: Plan, where: str) -> None:
+    """Component and series ids are unique, and no series takes a built-in name."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(plan.components):
+        if c.id in seen:
+            raise PlanError(f"{where}: component {c.id!r} (components[{i}]), field 'id': {c.id!r} is already the id "
+                            f"of components[{seen[c.id]}]; ids must be unique")
+        seen[c.id] = i
+    names: dict[str, int] = {}
+    for i, decl in enumerate(plan.series):
+        if decl.id in BUILTIN_SERIES:
+            raise PlanError(f"{where}: series {decl.id!r} (series[{i}]), field 'id': {decl.id!r} is built in "
+                            "(the day-ahead price); choose another name")
+        if decl.id in names:
+            raise PlanError(f"{where}: series {decl.id!r} (series[{i}]), field 'id': already the id of "
+                            f"series[{names[decl.id]}]")
+        names[decl.id] = i
 
 
 def _format_validation(where: str, data: dict, exc: ValidationError) -> str:
@@ -272,7 +289,9 @@ def _format_validation(where: str, data: dict, exc: ValidationError) -> str:
             prefix += f": component {cid!r} (components[{idx}])" if cid else f": components[{idx}]"
             loc = loc[2:]
         elif len(loc) >= 2 and loc[0] == "series" and isinstance(loc[1], int):
-            prefix += f": series[{loc[1]}]"
+            decls = data.get("series") if isinstance(data.get("series"), list) else []
+            sid = decls[loc[1]].get("id") if loc[1] < len(decls) and isinstance(decls[loc[1]], dict) else None
+            prefix += f": series {sid!r} (series[{loc[1]}])" if sid else f": series[{loc[1]}]"
             loc = loc[2:]
         field = ".".join(str(x) for x in loc)
         msg = err["msg"].removeprefix("Value error, ")
