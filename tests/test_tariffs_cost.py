@@ -220,7 +220,7 @@ def test_missing_readings_and_prices_are_named_or_reported():
     with pytest.raises(MissingData, match=r"no readings for 4 interval\(s\): 2026-01-01 05:00 \(\+01:00\)"):
         cost(plan(), frame, _market(jan1, 24), date(2026, 1, 1), date(2026, 1, 2))
     gappy = cost(plan(), frame, _market(jan1, 24), date(2026, 1, 1), date(2026, 1, 2), allow_gaps=True)
-    assert gappy.gaps == ["4 interval(s) without readings, first 2026-01-01T04:00:00Z"]
+    assert gappy.gaps == ["4 quarter-hour(s) without readings, first 2026-01-01T04:00:00Z"]
     full = _frame(jan1, [100] * 24)
     with pytest.raises(MissingData, match=r"no day-ahead prices for 1 interval\(s\): 2026-01-01 23:00"):
         cost(plan(), full, _market(jan1, 23), date(2026, 1, 1), date(2026, 1, 2))
@@ -251,3 +251,42 @@ def test_lines_sum_and_cutting_into_days_changes_no_energy_amount(data, prices, 
 
 def _nano(result, cid: str) -> int:
     return next(ln.amount_nano for ln in result.lines if ln.component == cid)
+
+
+@pytest.mark.shared_data
+def test_jem_percentage_tax_follows_last_months_consumption_value():
+    """JEM 2.0 factor 3: March's tax share = 0.09161 x February's kWh / February's market value."""
+    from kwartier.tariffs.plan import load_plan
+
+    r = read_readings(data_file("household_nl/slimmemeterportal_2023_15min.csv")).frame
+    m = read_prices(data_file("prices_nl/entsoe_tp_export_NL_Day-ahead_Prices_202301010000-202401010000.csv")).frame
+    result = cost(load_plan("jem-2.0"), r, m, date(2023, 3, 1), date(2023, 4, 1))
+    feb0, mar0, apr0 = (datetime(2023, 1, 31, 23, tzinfo=UTC), datetime(2023, 2, 28, 23, tzinfo=UTC),
+                        datetime(2023, 3, 31, 22, tzinfo=UTC))
+    hourly = {t: Decimal(p).scaleb(-6) for t, p in m.select("interval_start", "price_ueur_per_kwh").iter_rows()}
+    price = {t + timedelta(minutes=15 * k): p for t, p in hourly.items() for k in range(4)}
+
+    def month(a, b):
+        rows = r.filter((pl.col("interval_start") >= a) & (pl.col("interval_start") < b)
+                        & pl.col("import_wh").is_not_null() & pl.col("export_wh").is_not_null())
+        kwh = [Decimal(w).scaleb(-3) for w in rows["import_wh"]]
+        return sum(kwh), sum(k * price[t] for k, t in zip(kwh, rows["interval_start"], strict=True))
+
+    feb_kwh, feb_value = month(feb0, mar0)
+    share = (Decimal("0.09161") * feb_kwh / feb_value).quantize(Decimal("1e-9"), rounding=ROUND_HALF_EVEN)
+    _, mar_value = month(mar0, apr0)
+    assert line(result, "supply") == q(mar_value)
+    assert line(result, "energy_tax") == q(share * mar_value)
+    tax = next(ln for ln in result.to_json()["lines"] if ln["component"] == "energy_tax")
+    assert tax["unit"] == "%" and Decimal(tax["quantity"]) == (share * 100).quantize(Decimal("0.01"))
+
+
+def test_an_unknown_export_matters_only_to_plans_that_price_export():
+    jan1 = datetime(2025, 12, 31, 23, tzinfo=UTC)
+    frame = _frame(jan1, [100] * 24).with_columns(export_wh=pl.lit(None, pl.Int64))
+    supply_only = PLAN.split('[[components]]\nid = "feed_in"')[0]
+    import_only = plan_from_text(supply_only.format(netting="none", netted="false"), "import-only")
+    ok = cost(import_only, frame, _market(jan1, 24), date(2026, 1, 1), date(2026, 1, 2))
+    assert ok.gaps == [] and line(ok, "supply") == q(Decimal("2.4") * Decimal("0.1181"))
+    with pytest.raises(MissingData, match="no readings for 96"):
+        cost(plan(), frame, _market(jan1, 24), date(2026, 1, 1), date(2026, 1, 2))

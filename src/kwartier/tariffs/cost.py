@@ -92,9 +92,18 @@ class CostResult:
         return out
 
 
-def _missing_readings(readings: pl.DataFrame, start, end) -> list:  # type: ignore[no-untyped-def]
+def needed_directions(plan: LoadedPlan) -> list[str]:
+    """The energy columns the plan prices: export only when a component (or netting) reads it."""
+    bases = {c.spec.basis for c in plan.components}
+    cols = ["import_wh"]
+    if "export_kwh" in bases or plan.plan.netting == "annual":
+        cols.append("export_wh")
+    return cols
+
+
+def _missing_readings(readings: pl.DataFrame, start, end, needed: list[str]) -> list:  # type: ignore[no-untyped-def]
     expected = interval_starts(start, end)
-    known = readings.filter(pl.col("import_wh").is_not_null() & pl.col("export_wh").is_not_null())
+    known = readings.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in needed))
     covered = quarters_of(known.select("interval_start", "resolution"))["quarter"]
     return expected.filter(~expected.is_in(covered.implode())).to_list()
 
@@ -165,12 +174,14 @@ def cost(
     readings = readings.sort("interval_start")
     inside = readings.filter((pl.col("interval_start") >= start) & (pl.col("interval_start") < stop))
     result = CostResult(plan.id, first, end, 0, 0, [], plan.plan.vat_rate)
-    missing = _missing_readings(inside, start, stop)
+    needed = needed_directions(plan)
+    missing = _missing_readings(inside, start, stop, needed)
     if missing and not allow_gaps:
         raise MissingData("readings", missing, tz)
     if missing:
-        result.gaps.append(f"{len(missing)} interval(s) without readings, first {iso_utc(missing[0])}")
-    inside = inside.filter(pl.col("import_wh").is_not_null() & pl.col("export_wh").is_not_null())
+        result.gaps.append(f"{len(missing)} quarter-hour(s) without readings, first {iso_utc(missing[0])}")
+    inside = inside.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in needed)).with_columns(
+        pl.col("import_wh", "export_wh").fill_null(0))  # a direction the plan does not price is not needed
     if (inside["resolution"] == "PT60M").any() and market is not None and not market.filter(
             (pl.col("resolution") == "PT15M") & (pl.col("interval_start") >= start)
             & (pl.col("interval_start") < stop)).is_empty():
