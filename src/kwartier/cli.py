@@ -140,14 +140,7 @@ def import_p1_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Import P1 telegrams: register samples, and quarter-hour energy where the stream covers a quarter."""
-    when = None
-    if at is not None:
-        try:
-            when = datetime.fromisoformat(at)
-        except ValueError:
-            raise fail(f"--at {at!r} is not an ISO 8601 time such as 2024-01-01T12:00:00+01:00") from None
-        if when.tzinfo is None:
-            raise fail(f"--at {at!r} has no offset; add one, e.g. +01:00 or Z")
+    when = _aware(at, "--at") if at is not None else None
     _run_import(
         json_out,
         lambda eng, say: import_readings(eng, file, connection, format="dsmr-p1", at=when, progress=say),
@@ -238,10 +231,14 @@ def plans_show_cmd(
 
 
 def _when(text: str | None, option: str) -> datetime:
+    """The time given with ``option``, or now."""
     from datetime import UTC
 
-    if text is None:
-        return datetime.now(UTC)
+    return datetime.now(UTC) if text is None else _aware(text, option)
+
+
+def _aware(text: str, option: str) -> datetime:
+    """An ISO 8601 time with an offset; a clear error (exit 2) otherwise."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -28,7 +28,15 @@ import numpy as np
 import polars as pl
 
 from kwartier.money import format_eur, nano_to_cents, vat_cents
-from kwartier.tariffs.compose import NANO, MissingData, align, price_series_nano, quarters_of, series_env
+from kwartier.tariffs.compose import (
+    NANO,
+    MissingData,
+    align,
+    evaluate_micro,
+    price_series_nano,
+    quarters_of,
+    series_env,
+)
 from kwartier.tariffs.plan import CompiledComponent, LoadedPlan, PlanError
 from kwartier.timegrid import interval_starts, iso_utc, local_period_bounds
 
@@ -201,8 +209,6 @@ def cost(
     result.import_wh, result.export_wh = int(imp.sum()), int(exp.sum())
     constants = plan.env_constants()
     per_interval: dict[str, np.ndarray] = {}
-    from kwartier.tariffs.compose import evaluate_micro
-
     for comp in plan.components:
         spec = comp.spec
         if spec.basis in ("import_kwh", "export_kwh"):
@@ -275,7 +281,7 @@ def _percent(comp: CompiledComponent, plan: LoadedPlan, env: pl.DataFrame, const
     expr = comp.price
     assert expr is not None and spec.of is not None
     base_total = sum(ln.amount_nano for ln in lines if ln.component in spec.of)
-    if expr.is_constant() or not (expr.names - set(constants)):
+    if not expr.names - set(constants):  # a constant rate
         rate = expr.evaluate(dict(constants))
         amount = _nano(rate * Decimal(base_total) / NANO)
     else:
