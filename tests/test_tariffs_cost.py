@@ -290,3 +290,20 @@ def test_an_unknown_export_matters_only_to_plans_that_price_export():
     assert ok.gaps == [] and line(ok, "supply") == q(Decimal("2.4") * Decimal("0.1181"))
     with pytest.raises(MissingData, match="no readings for 96"):
         cost(plan(), frame, _market(jan1, 24), date(2026, 1, 1), date(2026, 1, 2))
+
+
+def test_annual_netting_months_add_up_to_the_year_and_a_later_surplus_returns_tax():
+    # January: 100 kWh net import; February: 60 kWh net export. Year: 40 kWh net -> 40 x 0.09161 = 3.6644.
+    jan1 = datetime(2025, 12, 31, 23, tzinfo=UTC)
+    jan = _frame(jan1, [100_000 // 24] * 23 + [100_000 - 23 * (100_000 // 24)], [0] * 24)
+    feb1 = datetime(2026, 1, 31, 23, tzinfo=UTC)
+    feb = _frame(feb1, [0] * 24, [60_000 // 24] * 24)
+    frame = pl.concat([jan, feb])
+    market = pl.concat([_market(jan1, 24), _market(feb1, 24)])
+    partial = dict(allow_gaps=True)
+    m1 = cost(plan("annual"), frame, market, date(2026, 1, 1), date(2026, 2, 1), **partial)
+    m2 = cost(plan("annual"), frame, market, date(2026, 2, 1), date(2026, 3, 1), **partial)
+    both = cost(plan("annual"), frame, market, date(2026, 1, 1), date(2026, 3, 1), **partial)
+    nano = [_nano(r, "energy_tax") for r in (m1, m2, both)]
+    assert nano[0] == 100_000 * 91_610 and nano[1] == -60_000 * 91_610  # February returns tax on 60 kWh
+    assert nano[0] + nano[1] == nano[2] == 40_000 * 91_610

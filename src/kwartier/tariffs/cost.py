@@ -6,8 +6,9 @@ Rules, each exact until one rounding per line:
 - energy-tax bands count kWh cumulatively per calendar year (local time) from the first reading
   of that year the series holds, so earlier readings in the same year push later ones into higher
   bands even when they lie before ``first``;
-- ``netting = "annual"``: a ``netted`` component is charged on max(0, import - export) of each
-  calendar year's part inside the period (its history before ``first`` in that year sets the band);
+- ``netting = "annual"``: a ``netted`` component is charged on the year-to-date net import,
+  telescoped (:func:`netted_nano`): over a calendar year on max(0, import - export), and months
+  add up to the year exactly;
 - ``per_day``: local days; ``per_month``/``per_year``: prorated by days of that month/year;
 - ``percent``: the rate times the amounts of the components it names (per interval where the
   rate varies);
@@ -250,28 +251,44 @@ def _cumulative_before(readings: pl.DataFrame, inside: pl.DataFrame, tz: str, ba
     return joined["before"].to_numpy().astype(np.int64)
 
 
+def netted_nano(history_net_wh: int, period_net_wh: int, limits_wh: list[int | None] | None, prices: list[int]) -> int:
+    """Annual netting, telescoped: tax on the year-to-date net import at the period's end minus at its start.
+
+    ``history_net_wh`` and ``period_net_wh`` are signed import - export sums (before the period in the
+    same calendar year, and inside it). Over a whole year this is the tax on max(0, import - export);
+    split into months it adds up to exactly that, and an export surplus later in the year returns tax
+    charged on earlier net import (never below zero for the year).
+    """
+    before, after = max(0, history_net_wh), max(0, history_net_wh + period_net_wh)
+    if limits_wh is None:
+        return (after - before) * prices[0]
+    zero = np.zeros(1, dtype=np.int64)
+    return (banded_nano(zero, np.array([after]), limits_wh, prices)
+            - banded_nano(zero, np.array([before]), limits_wh, prices))
+
+
 def _netted_line(plan: LoadedPlan, comp: CompiledComponent, readings: pl.DataFrame, inside: pl.DataFrame,
                  start, constants: Mapping[str, Decimal]) -> CostLine:  # type: ignore[no-untyped-def]
-    """Annual netting: max(0, import - export) per calendar year part, banded from that year's history."""
+    """Annual netting per calendar-year part of the period (see :func:`netted_nano`)."""
     tz = plan.plan.timezone
     spec = comp.spec
-    amount, qty_wh = 0, 0
-    hist = readings.filter(pl.col("interval_start") < start).with_columns(year=_year_of(
-        readings.filter(pl.col("interval_start") < start)["interval_start"], tz))
+    if comp.bands:
+        limits, prices = _bands_micro(comp, constants)
+    else:
+        if comp.price.names - set(constants):  # type: ignore[union-attr]
+            raise PlanError(f"component {spec.id!r}: a netted price must be a constant or parameter")
+        limits = None
+        prices = [int((comp.price.evaluate(dict(constants)) * 1_000_000).to_integral_value(ROUND_HALF_EVEN))]  # type: ignore[union-attr]
+    earlier = readings.filter(pl.col("interval_start") < start)
+    hist = earlier.with_columns(year=_year_of(earlier["interval_start"], tz))
     part = inside.with_columns(year=_year_of(inside["interval_start"], tz))
+    amount, qty_wh = 0, 0
     for (year,), seg in part.group_by(["year"], maintain_order=True):
         h = hist.filter(pl.col("year") == year)
-        before = max(0, int(h["import_wh"].sum()) - int(h["export_wh"].sum()))
-        net = max(0, int(seg["import_wh"].sum()) - int(seg["export_wh"].sum()))
-        qty_wh += net
-        if comp.bands:
-            limits, prices = _bands_micro(comp, constants)
-            amount += banded_nano(np.array([before]), np.array([net]), limits, prices)
-        else:
-            if comp.price.names - set(constants):  # type: ignore[union-attr]
-                raise PlanError(f"component {spec.id!r}: a netted price must be a constant or parameter")
-            micro = int((comp.price.evaluate(dict(constants)) * 1_000_000).to_integral_value(ROUND_HALF_EVEN))  # type: ignore[union-attr]
-            amount += net * micro
+        h_net = int(h["import_wh"].fill_null(0).sum()) - int(h["export_wh"].fill_null(0).sum())
+        s_net = int(seg["import_wh"].sum()) - int(seg["export_wh"].sum())
+        qty_wh += max(0, h_net + s_net) - max(0, h_net)
+        amount += netted_nano(h_net, s_net, limits, prices)
     return CostLine(spec.id, spec.label, spec.payee, Decimal(qty_wh).scaleb(-3), spec.unit, amount, spec.vat)
 
 
