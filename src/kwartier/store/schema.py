@@ -150,3 +150,76 @@ registers = Table(
     Column("value_wh", BigInteger, nullable=False),
     Column("import_id", Integer, ForeignKey("imports.id"), nullable=False),
 )
+
+#: One row per `kwartier community load`: which file, and what changed.
+community_loads = Table(
+    "community_loads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("file_name", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("loaded_at", UtcDateTime, nullable=False),
+    Column("summary", JSON, nullable=False),
+)
+
+#: The community definition as versioned entities (community, party, participant, connection,
+#: metering_point, contract). A changed entity gets a new version; a removed one a version with
+#: ``data`` null. Exactly one row per (kind, key) is current.
+entities = Table(
+    "entities",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("is_current", Boolean, nullable=False),
+    Column("data", JSON, nullable=True),
+    Column("sha256", String(64), nullable=False),
+    Column("load_id", Integer, ForeignKey("community_loads.id"), nullable=False),
+    UniqueConstraint("kind", "key", "version"),
+    Index("ix_entities_current", "kind", "key", unique=True, sqlite_where=text("is_current"),
+          postgresql_where=text("is_current")),
+)
+
+#: Plan texts by content hash: a contract's plan version is the SHA-256 of the TOML it was settled with.
+plan_texts = Table(
+    "plan_texts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("plan_id", String(60), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+)
+
+settle_runs = Table(
+    "settle_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("period", String(7), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("summary", JSON, nullable=False),
+)
+
+#: The journal: append-only, double-entry, hash-chained. Each row moves ``amount_nano`` (> 0) from
+#: the debit account to the credit account; ``hash`` is the SHA-256 of the row's canonical form,
+#: which includes ``prev_hash``, so editing, deleting or reordering any row breaks the chain.
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("posted_at", UtcDateTime, nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("kind", String(16), nullable=False),  # settlement | correction | vat
+    Column("debit", String(64), nullable=False),
+    Column("credit", String(64), nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("participant", String(40), nullable=False),
+    Column("payee", String(40), nullable=False),
+    Column("connection", String(18), nullable=True),
+    Column("component", String(40), nullable=True),
+    Column("run_id", Integer, ForeignKey("settle_runs.id"), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_journal_period", "period", "participant"),
+)

@@ -1,0 +1,1 @@
+"""Settlement: the vectorised engine, the hash-chained ledger, and the settle run."""
