@@ -57,9 +57,9 @@ def _tamper_and_verify(engine, statement) -> ledger.Verdict:
         return ledger.verify(conn)
 
 
-@pytest.mark.parametrize("column,value", [("amount_nano", 41_230_000_001), ("participant", "eve"),
-                                          ("credit", "party:eve"), ("period", "2026-09"),
-                                          ("inputs", {"plan": "forged"}), ("posted_at", datetime(2020, 1, 1, tzinfo=UTC))])
+@pytest.mark.parametrize(("column", "value"), [
+    ("amount_nano", 41_230_000_001), ("participant", "eve"), ("credit", "party:eve"), ("period", "2026-09"),
+    ("inputs", {"plan": "forged"}), ("posted_at", datetime(2020, 1, 1, tzinfo=UTC))])
 def test_a_changed_row_is_detected(filled, column, value):
     verdict = _tamper_and_verify(filled, update(s.journal).where(s.journal.c.seq == 1).values({column: value}))
     assert not verdict.ok and verdict.first_bad == 1 and "changed" in verdict.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_a_month_is_the_sum_of_its_days(month, seed, plan_id):
     total = {k: np.zeros(4, dtype=np.int64) for k in whole}
     col = 0
     acc_i, acc_e = before
-    for a, b in zip(days[:-1], days[1:], strict=True):
+    for a, b in itertools.pairwise(days):
         s, t = local_period_bounds(a, b)
         n = interval_starts(s, t).len()
         day = PeriodEnergy(a, b, interval_starts(s, t), imp[:, col:col + n], exp[:, col:col + n],

@@ -398,5 +398,43 @@ def cost_cmd(
             out.print(f"  [yellow]note:[/] {note}")
 
 
+# --- community (issue 4): the community definition file ------------------------------------------
+
+community_app = typer.Typer(help="The community: parties, participants, connections and contracts.",
+                            no_args_is_help=True)
+app.add_typer(community_app, name="community")
+
+
+@community_app.command("load")
+def community_load_cmd(
+    file: Annotated[Path, typer.Argument(help="Community definition TOML (see examples/community.toml).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Validate a community definition and store what changed as new versions."""
+    from kwartier.community.definition import DefinitionError
+    from kwartier.services.community import load_community
+
+    try:
+        summary = load_community(open_store(State.db), file)
+    except DefinitionError as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    data = summary.to_json()
+    if json_out:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("community", str(data["community"]))
+    table.add_row("file", summary.file)
+    for what in ("parties", "participants", "connections", "metering_points", "contracts"):
+        table.add_row(what.replace("_", " "), str(data[what]))
+    table.add_row("stored", f"{summary.new} new, {summary.changed} changed, {summary.unchanged} unchanged, "
+                            f"{summary.removed} removed")
+    out.print(table)
+    if summary.load_id is None:
+        out.print("nothing changed; nothing written")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

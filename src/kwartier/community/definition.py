@@ -463,7 +463,7 @@ def _format_validation(where: str, data: dict[str, Any], exc: ValidationError) -
             entries = data.get(head) if isinstance(data.get(head), list) else []
             entry = entries[loc[1]] if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) else {}
             key = entry.get("id", entry.get("ean"))
-            prefix, rest = _at(where, str(head), loc[1], key if isinstance(key, str) else None), loc[2:]
+            prefix, rest = _at(where, str(head), loc[1], key if isinstance(key, str | int) else None), loc[2:]
         elif head == "community" and len(loc) > 1:
             prefix, rest = f"{where}: community", loc[1:]
         else:
