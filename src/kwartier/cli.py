@@ -344,6 +344,93 @@ def prices_explain_cmd(
         out.print(p.sentence, highlight=False, soft_wrap=True)
 
 
+@app.command("settle")
+def settle_cmd(
+    period: Annotated[str, typer.Option("--period", help="Local month, YYYY-MM.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Settle every connection for a month and post it to the ledger; a second run posts nothing."""
+    from kwartier.community.definition import DefinitionError
+    from kwartier.services.settle import SettleError, settle
+    from kwartier.tariffs.compose import MissingData
+
+    try:
+        engine = open_store(State.db)
+        if json_out or not err.is_terminal:
+            summary = settle(engine, period)
+        else:
+            with err.status(f"settling {period}"):
+                summary = settle(engine, period)
+    except (SettleError, MissingData, DefinitionError) as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    data = summary.to_json()
+    if json_out:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    out.print(f"[bold]{period}[/]: {data['connections']} meters, {data['intervals']} connection-quarter-hours, "
+              f"{data['estimated_intervals']} estimated; {data['new_postings']} new postings "
+              f"({data['postings']} in the period)")
+    table = Table("participant", "owes EUR", title="per participant", title_justify="left")
+    for k, v in data["by_participant"].items():  # type: ignore[union-attr]
+        table.add_row(k, v)
+    out.print(table)
+    table = Table("payee", "receives EUR", title="per payee", title_justify="left")
+    for k, v in data["by_payee"].items():  # type: ignore[union-attr]
+        table.add_row(k, v)
+    out.print(table)
+    out.print(f"debits {data['debit_total']} = credits {data['credit_total']} EUR")
+    for note in summary.notes:
+        out.print(f"  [yellow]note:[/] {note}")
+
+
+ledger_app = typer.Typer(help="The hash-chained journal: verify it, see balances.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify_cmd(json_out: JsonOption = False) -> None:
+    """Check every journal entry against its hash and its place in the chain (exit 1 if not intact)."""
+    from kwartier.settle.ledger import verify
+
+    try:
+        with open_store(State.db).connect() as conn:
+            verdict = verify(conn)
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    if json_out:
+        sys.stdout.write(json.dumps(verdict.to_json()) + "\n")
+    elif verdict.ok:
+        out.print(f"ledger intact: {verdict.entries} entries")
+    else:
+        err.print(f"[bold red]ledger broken[/] at entry {verdict.first_bad}: {verdict.reason}")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("balances")
+def ledger_balances_cmd(json_out: JsonOption = False) -> None:
+    """Net balance per account: positive owes, negative is owed (they sum to zero)."""
+    from kwartier.money import format_eur, nano_to_cents
+    from kwartier.settle.ledger import balances
+
+    try:
+        with open_store(State.db).connect() as conn:
+            result = balances(conn)
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    shown = {k: format_eur(nano_to_cents(v)) for k, v in result.items()}
+    if json_out:
+        sys.stdout.write(json.dumps({"balances": shown, "sum": format_eur(nano_to_cents(sum(result.values())))})
+                         + "\n")
+        return
+    table = Table("account", "balance EUR")
+    for k, v in shown.items():
+        table.add_row(k, v)
+    out.print(table)
+
+
 @app.command("cost")
 def cost_cmd(
     readings: Annotated[Path, typer.Option("--readings", help="Meter file (any supported format).")],

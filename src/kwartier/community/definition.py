@@ -26,7 +26,7 @@ from decimal import Decimal
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -36,13 +36,6 @@ from kwartier.tariffs.plan import LoadedPlan, Payee, PlanError, builtin_ids, pla
 
 Role = Payee  # supplier | grid | tax | aggregator | community
 SECTIONS = ("parties", "participants", "connections", "metering_points", "contracts")
-_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-_VAT = re.compile(r"[A-Z]{2}[0-9A-Z+*]{2,13}")
-_ZONE = re.compile(r"[A-Z][A-Z0-9_-]{1,15}")
-_T = TypeVar("_T")
-
-
 class DefinitionError(ValueError):
     """A community definition that cannot be loaded; one line per mistake, naming where it is."""
 
@@ -51,11 +44,16 @@ class NotInDefinition(LookupError):
     """An id or EAN asked of a definition that it does not hold."""
 
 
-def _id(v: str) -> str:
-    if not _ID.fullmatch(v):
-        raise ValueError(f"{v!r} is not an id: use 1-40 lower-case letters, digits, '.', '-' or '_', "
-                         "starting with a letter or digit")
-    return v
+def _matching(pattern: str, what: str) -> AfterValidator:
+    """A validator: the whole text matches ``pattern``, else "'...' is not ``what``"."""
+    rx = re.compile(pattern)
+
+    def check(v: str) -> str:
+        if not rx.fullmatch(v):
+            raise ValueError(f"{v!r} is not {what}")
+        return v
+
+    return AfterValidator(check)
 
 
 def _ean(v: str) -> str:
@@ -65,9 +63,29 @@ def _ean(v: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-Id = Annotated[str, AfterValidator(_id)]
+def _timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (e.g. Europe/Amsterdam)") from None
+    return v
+
+
+def _distinct(v: list[str]) -> list[str]:
+    twice = sorted({r for r in v if v.count(r) > 1})
+    if twice:
+        raise ValueError(f"role {', '.join(twice)} given more than once")
+    return v
+
+
+Id = Annotated[str, _matching(r"[a-z0-9][a-z0-9._-]{0,39}", "an id: use 1-40 lower-case letters, digits, '.', "
+                              "'-' or '_', starting with a letter or digit")]
 Ean = Annotated[str, AfterValidator(_ean)]
 Text = Annotated[str, Field(min_length=1)]
+Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s.]+", "an e-mail address")]
+VatId = Annotated[str, _matching(r"[A-Z]{2}[0-9A-Z+*]{2,13}",
+                                 "a VAT id: a country code and 2-13 letters or digits, e.g. NL123456789B01")]
+Zone = Annotated[str, _matching(r"[A-Z][A-Z0-9_-]{1,15}", "a bidding zone code such as NL or BE")]
 
 
 class _Strict(BaseModel):
@@ -79,48 +97,17 @@ class Community(_Strict):
 
     id: Id
     name: Text
-    timezone: str = "Europe/Amsterdam"
-    zone: str = "NL"
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (e.g. Europe/Amsterdam)") from None
-        return v
-
-    @field_validator("zone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        if not _ZONE.fullmatch(v):
-            raise ValueError(f"{v!r} is not a bidding zone code such as NL or BE")
-        return v
+    timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Amsterdam"
+    zone: Zone = "NL"
 
 
 class Party(_Strict):
     """Someone a participant pays (or is paid by): supplier, grid operator, tax office, aggregator, community."""
 
     id: Id
-    roles: list[Role] = Field(min_length=1)
+    roles: Annotated[list[Role], Field(min_length=1), AfterValidator(_distinct)]
     name: Text
-    vat_id: str | None = None
-
-    @field_validator("roles")
-    @classmethod
-    def _roles(cls, v: list[str]) -> list[str]:
-        twice = sorted({r for r in v if v.count(r) > 1})
-        if twice:
-            raise ValueError(f"role {', '.join(twice)} given more than once")
-        return v
-
-    @field_validator("vat_id")
-    @classmethod
-    def _vat(cls, v: str | None) -> str | None:
-        if v is not None and not _VAT.fullmatch(v):
-            raise ValueError(f"{v!r} is not a VAT id: a country code and 2-13 letters or digits, e.g. NL123456789B01")
-        return v
+    vat_id: VatId | None = None
 
 
 class Participant(_Strict):
@@ -128,15 +115,8 @@ class Participant(_Strict):
 
     id: Id
     name: Text
-    email: str
+    email: Email
     locale: Literal["nl", "en", "fr"] = "nl"
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        if not _EMAIL.fullmatch(v):
-            raise ValueError(f"{v!r} is not an e-mail address")
-        return v
 
 
 class Connection(_Strict):
@@ -215,47 +195,34 @@ class Definition:
         return self.spec.community
 
     @cached_property
-    def _parties(self) -> dict[str, Party]:
-        return {p.id: p for p in self.spec.parties}
-
-    @cached_property
-    def _participants(self) -> dict[str, Participant]:
-        return {p.id: p for p in self.spec.participants}
-
-    @cached_property
-    def _connections(self) -> dict[str, Connection]:
-        return {c.ean: c for c in self.spec.connections}
-
-    @cached_property
-    def _points(self) -> dict[str, MeteringPoint]:
-        return {m.ean: m for m in self.spec.metering_points}
-
-    @cached_property
-    def _contracts(self) -> dict[str, Contract]:
-        return {c.id: c for c in self.spec.contracts}
+    def _by(self) -> dict[str, dict[str, Any]]:
+        """Lookup tables: entries by id or EAN, per kind."""
+        s = self.spec
+        return {"party": {p.id: p for p in s.parties}, "participant": {p.id: p for p in s.participants},
+                "connection": {c.ean: c for c in s.connections}, "point": {m.ean: m for m in s.metering_points},
+                "contract": {c.id: c for c in s.contracts}}
 
     def party(self, party_id: str) -> Party:
-        return _get(self._parties, party_id, "party")
+        return _get(self._by["party"], party_id, "party")
 
     def participant(self, participant_id: str) -> Participant:
-        return _get(self._participants, participant_id, "participant")
+        return _get(self._by["participant"], participant_id, "participant")
 
     def contract(self, contract_id: str) -> Contract:
-        return _get(self._contracts, contract_id, "contract")
+        return _get(self._by["contract"], contract_id, "contract")
 
     def connection_of(self, ean: str) -> Connection:
         """The connection with EAN ``ean``, or the parent connection of the metering point ``ean``."""
-        if ean in self._points:
-            return self._connections[self._points[ean].connection]
-        return _get(self._connections, ean, "connection or metering point with EAN")
+        point = self._by["point"].get(ean)
+        return _get(self._by["connection"], point.connection if point else ean, "connection or metering point with EAN")
 
     def participant_of(self, ean: str) -> Participant:
         """The participant of a connection, or of a metering point's parent connection."""
-        return self._participants[self.connection_of(ean).participant]
+        return self.participant(self.connection_of(ean).participant)
 
     def metering_points_of(self, connection_ean: str) -> list[MeteringPoint]:
         """The metering points behind a connection, by EAN."""
-        _get(self._connections, connection_ean, "connection with EAN")
+        _get(self._by["connection"], connection_ean, "connection with EAN")
         return [m for m in self.spec.metering_points if m.connection == connection_ean]
 
     def contracts_for(self, ean: str, period_start: date, period_end: date) -> list[Contract]:
@@ -280,7 +247,7 @@ class Definition:
         return holders[0]
 
 
-def _get(table: dict[str, _T], key: str, what: str) -> _T:
+def _get(table: dict[str, Any], key: str, what: str) -> Any:
     if key not in table:
         raise NotInDefinition(f"no {what} {key!r} in the community definition")
     return table[key]

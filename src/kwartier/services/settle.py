@@ -141,7 +141,7 @@ def settle(engine: Engine, period: str) -> SettleSummary:
     start, stop = local_period_bounds(first, end, tz)
     starts = interval_starts(start, stop)
     nq = starts.len()
-    meters = [c.ean for c in defn.connections] + [mp.ean for mp in defn.metering_points]
+    meters = [c.ean for c in defn.spec.connections] + [mp.ean for mp in defn.spec.metering_points]
     summary = SettleSummary(period, connections=len(meters), intervals=len(meters) * nq)
     year_start = local_period_bounds(date(first.year, 1, 1), end, tz)[0]
     # History: the whole previous month (derived rates) and at least the estimation weeks.
@@ -157,7 +157,7 @@ def settle(engine: Engine, period: str) -> SettleSummary:
         period_rows = frame.filter(pl.col("interval_start") >= start)
         imp, exp = _matrices(period_rows, meters, starts)
         index = {ean: i for i, ean in enumerate(meters)}
-        for mp in defn.metering_points:  # a sub-meter's energy is billed by its own supplier
+        for mp in defn.spec.metering_points:  # a sub-meter's energy is billed by its own supplier
             parent, child = index[mp.connection], index[mp.ean]
             imp[parent] -= imp[child]
             if (imp[parent] < 0).any():
@@ -268,7 +268,7 @@ def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market,
     lines: list[_Line] = []
     local_days = starts.dt.convert_time_zone(tz).dt.date().to_numpy()
     groups: dict[tuple[str, date, date], list] = defaultdict(list)
-    for contract in defn.contracts:
+    for contract in defn.spec.contracts:
         a = max(first, contract.valid_from)
         b = min(end, contract.valid_to) if contract.valid_to else end
         if a < b and contract.target in index:
@@ -288,12 +288,12 @@ def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market,
         energy = PeriodEnergy(a, b, starts.gather(cols), imp[row : row + 1, cols], exp[row : row + 1, cols],
                               np.array([yi + extra_before[0]]), np.array([ye + extra_before[1]]), shares or None)
         amounts = settle_plan(plan, energy, market)
-        participant = defn.participant_of(contract.target)
+        participant = defn.participant_of(contract.target).id
         for comp in plan.components:
             spec = comp.spec
             payee = defn.payee_party(contract, spec.payee)
             lines.append(_Line(participant, contract.target, spec.id, payee, contract.supplier, spec.vat,
-                               plan.plan.vat_rate, int(amounts[spec.id][0]), cid, defn.plan_sha256[cid]))
+                               plan.plan.vat_rate, int(amounts[spec.id][0]), cid, defn.plan_texts[cid].sha256))
     return lines
 
 
@@ -316,7 +316,7 @@ def _postings(conn: Connection, defn, period: str, lines: list[_Line], fps: dict
         wanted[(ln.participant, ln.meter, f"{ln.component}@{ln.payee}")] = (ln.payee, cents * NANO_PER_CENT, inputs)
         if ln.vat:
             vat_base[(ln.participant, ln.supplier, ln.vat_rate)].append(cents)
-    tax_party = defn.payee_party(None, "tax")
+    tax_party = _tax_party(defn)
     for (participant, supplier, rate), cents_list in vat_base.items():
         vat = vat_cents({rate: cents_list})[rate]
         wanted[(participant, None, f"vat:{supplier}:{rate}")] = (tax_party, vat * NANO_PER_CENT,
@@ -341,6 +341,14 @@ def _postings(conn: Connection, defn, period: str, lines: list[_Line], fps: dict
             out.append(ledger.Posting(period, "correction", participant, payee, -old, meter, comp_key,
                                       {"corrects": old_inputs, "changed": ["removed"]}))
     return out
+
+
+def _tax_party(defn) -> str:  # type: ignore[no-untyped-def]
+    """The party that receives VAT: the one with role tax."""
+    holders = [p.id for p in defn.spec.parties if "tax" in p.roles]
+    if len(holders) != 1:
+        raise SettleError(f"VAT needs exactly one party with role tax; the community has {len(holders)}")
+    return holders[0]
 
 
 def _posted(conn: Connection, period: str) -> dict[tuple[str, str | None, str], tuple[int, dict | None]]:
