@@ -83,11 +83,19 @@ def test_demo_imports_and_its_costs_are_exact(tmp_path):
     prices = pl.read_csv(tmp_path / "kwartier-demo" / "prices_NL.csv",
                          schema_overrides={"price_eur_per_mwh": pl.String})
     price_of = dict(zip(prices["timestamp"], prices["price_eur_per_mwh"], strict=True))
+    window = out["spot_window"]
     for c in out["connections"]:
         rows = pl.read_csv(tmp_path / "kwartier-demo" / f"readings_{c['ean']}.csv",
                            schema_overrides={"import_kwh": pl.String, "export_kwh": pl.String})
+        rows = rows.filter((pl.col("timestamp") >= window["from"]) & (pl.col("timestamp") < window["to"]))
         # Independent reference: Decimal kWh x EUR/MWh / 1000, summed, rounded once.
         exact = sum(Decimal(k) * Decimal(price_of[t]) / 1000 for t, k in zip(rows["timestamp"], rows["import_kwh"],
                                                                               strict=True))
         assert Decimal(c["spot_cost_eur"]) == exact.quantize(Decimal("0.01"))
         assert Decimal(c["import_kwh"]) == sum(Decimal(k) for k in rows["import_kwh"])
+    settled = out["settlement"]
+    assert len(settled["by_participant"]) == 5 and settled["estimated_intervals"] == 0
+    assert settled["debit_total"] == settled["credit_total"]
+    assert sum(Decimal(v) for v in settled["by_participant"].values()) == sum(
+        Decimal(v) for v in settled["by_payee"].values())
+    assert out["ledger"]["ok"] and out["ledger"]["entries"] == settled["postings"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import data_file
 from sqlalchemy import select
 
+from conftest import data_file
 from kwartier.ingest import read_prices, read_readings
 from kwartier.money import nano_to_cents
 from kwartier.services.community import load_community

@@ -163,15 +163,14 @@ def formats_cmd(json_out: JsonOption = False) -> None:
 @app.command("demo")
 def demo_cmd(
     folder: Annotated[Path, typer.Option("--out", help="Where the generated files go.")] = Path("kwartier-demo"),
-    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days to generate.")] = 7,
     json_out: JsonOption = False,
 ) -> None:
-    """Generate a small community's meter data and prices, import them, and print a summary."""
+    """A small community: generate last month and this month's data, import it, settle last month."""
     from kwartier.services.demo import run_demo
 
     try:
         engine = open_store(State.db)
-        result = run_demo(engine, folder, days=days, console=None if json_out else err)
+        result = run_demo(engine, folder, console=None if json_out else err)
     except InputRejected as exc:
         raise fail(str(exc)) from None
     except StoreError as exc:

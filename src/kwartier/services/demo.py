@@ -19,7 +19,7 @@ from kwartier.ids import make_ean18
 from kwartier.money import format_eur, nano_to_cents
 from kwartier.services.imports import ImportSummary, import_prices, import_readings
 from kwartier.store import schema
-from kwartier.timegrid import DEFAULT_TZ, interval_starts, local_period_bounds
+from kwartier.timegrid import DEFAULT_TZ, interval_starts, iso_utc, local_period_bounds
 
 #: The demo households: (label, annual consumption kWh, PV kWp).
 HOUSEHOLDS = (
@@ -39,6 +39,9 @@ class DemoResult:
     imports: list[ImportSummary]
     reimport_new: int
     reimport_revised: int
+    settlement: dict[str, object] = field(default_factory=dict)
+    ledger: dict[str, object] = field(default_factory=dict)
+    spot_window: tuple[str, str] = ("", "")
     connections: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -52,12 +55,15 @@ class DemoResult:
             "max_eur_per_kwh": prices["max_eur_per_kwh"],
             "connections": self.connections,
             "reimport": {"new": self.reimport_new, "revised": self.reimport_revised},
+            "spot_window": {"from": self.spot_window[0], "to": self.spot_window[1]},
+            "settlement": self.settlement,
+            "ledger": self.ledger,
         }
 
     def print(self, console: Console) -> None:
         data = self.to_json()
         console.print(
-            f"[bold]kwartier demo[/]: {len(self.connections)} connections, local days "
+            f"[bold]kwartier demo[/]: a community of {len(self.connections)} households, local days "
             f"{data['from']} .. {data['to']} (end exclusive), zone {data['zone']}"
         )
         console.print(
@@ -73,10 +79,23 @@ class DemoResult:
             table.add_row(str(c["ean"]), str(c["household"]), str(c["import_kwh"]), str(c["export_kwh"]),
                           str(c["spot_cost_eur"]), str(c["avg_spot_eur_per_kwh"]))
         console.print(table)
-        console.print(
-            "spot cost = import energy x day-ahead price per quarter, exact, rounded once to the cent; "
-            "taxes and tariffs follow in later releases."
-        )
+        console.print("the last 7 days; spot cost = import energy x day-ahead price per quarter, exact, "
+                      "rounded once to the cent.")
+        st = self.settlement
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                      title=f"settled {st['period']}: what each household owes, incl. VAT", title_justify="left")
+        table.add_column("participant", no_wrap=True)
+        table.add_column("plan", no_wrap=True)
+        table.add_column("EUR", justify="right")
+        for i, (pid, owed) in enumerate(st["by_participant"].items()):  # type: ignore[union-attr]
+            table.add_row(pid, PLANS[i] if i < len(PLANS) else "", str(owed))
+        console.print(table)
+        payees = ", ".join(f"{k} {v}" for k, v in st["by_payee"].items())  # type: ignore[union-attr]
+        console.print(f"paid to: {payees} EUR; {st['new_postings']} ledger postings, debits {st['debit_total']} = "
+                      f"credits {st['credit_total']} EUR")
+        led = self.ledger
+        console.print(f"ledger verify: {'intact' if led['ok'] else 'BROKEN'}, {led['entries']} entries "
+                      "(kwartier ledger verify)")
         console.print(
             f"imported again: {self.reimport_new} new, {self.reimport_revised} revised (imports are idempotent)."
         )
@@ -118,15 +137,47 @@ def demo_ean(i: int) -> str:
     return make_ean18(f"87100000000000{i + 1:03d}")
 
 
-def run_demo(
-    engine: Engine, folder: Path, *, days: int = 7, today: date | None = None, console: Console | None = None
-) -> DemoResult:
-    """Generate the last ``days`` local days up to today, import them, and summarise from the store."""
+#: The demo households' contracts: a mix of the built-in plans.
+PLANS = ("nl-dynamic-2026", "nl-dynamic-2026", "nl-fixed-2026", "nl-daynight-2026", "nl-dynamic-2026")
+
+
+def community_toml(first: date) -> str:
+    """The demo community: one supplier (also the aggregator), a grid operator, the tax office, a cooperative."""
+    parts = [
+        '[community]\nid = "kwartier-demo"\nname = "Demo community (Breda)"\ntimezone = "Europe/Amsterdam"\n'
+        'zone = "NL"\n',
+        '[[parties]]\nid = "zuidstroom"\nroles = ["supplier", "aggregator"]\nname = "ZuidStroom (demo)"\n',
+        '[[parties]]\nid = "netbeheer"\nroles = ["grid"]\nname = "Grid operator (demo)"\n',
+        '[[parties]]\nid = "belastingdienst"\nroles = ["tax"]\nname = "Belastingdienst"\n',
+        '[[parties]]\nid = "coop"\nroles = ["community"]\nname = "Energy cooperative (demo)"\n',
+    ]
+    for i, (label, _kwh, _kwp) in enumerate(HOUSEHOLDS):
+        parts.append(f'[[participants]]\nid = "household-{i + 1}"\nname = "Household {i + 1} ({label})"\n'
+                     f'email = "household{i + 1}@example.org"\nlocale = "{("nl", "en", "fr", "nl", "en")[i]}"\n')
+        parts.append(f'[[connections]]\nean = "{demo_ean(i)}"\nparticipant = "household-{i + 1}"\n'
+                     f'grid_area = "Breda"\ncapacity_kw = "17.25"\ngrid = "netbeheer"\n')
+        parts.append(f'[[contracts]]\nid = "contract-{i + 1}"\ntarget = "{demo_ean(i)}"\nsupplier = "zuidstroom"\n'
+                     f'plan = "{PLANS[i]}"\nvalid_from = {first.isoformat()}\n')
+    return "\n".join(parts)
+
+
+def run_demo(engine: Engine, folder: Path, *, today: date | None = None, console: Console | None = None
+             ) -> DemoResult:
+    """Generate last month and this month up to today, import it, settle last month, verify the ledger."""
+    from kwartier.services.community import load_community
+    from kwartier.services.settle import settle
+    from kwartier.settle.ledger import verify
+
     today = today or datetime.now(UTC).date()
-    first = today - timedelta(days=days - 1)
+    this_month = today.replace(day=1)
+    first = (this_month - timedelta(days=1)).replace(day=1)
+    days = (today - first).days + 1
     say = console.print if console else (lambda *_a, **_k: None)
-    say(f"generating {days} days for {len(HOUSEHOLDS)} households in {folder}/ ...")
+    say(f"generating {days} days ({first} .. {today}) for {len(HOUSEHOLDS)} households in {folder}/ ...")
     files = generate(folder, first, days)
+    community = folder / "community.toml"
+    community.write_text(community_toml(first), encoding="utf-8")
+    load_community(engine, community)
     summaries = [import_prices(engine, files[0], zone="NL")]
     for i, path in enumerate(files[1:]):
         summaries.append(import_readings(engine, path, demo_ean(i)))
@@ -134,16 +185,24 @@ def run_demo(
     again = [import_prices(engine, files[0], zone="NL")] + [
         import_readings(engine, p, demo_ean(i)) for i, p in enumerate(files[1:])
     ]
+    period = f"{first:%Y-%m}"
+    say(f"settling {period} ...")
+    settled = settle(engine, period)
+    with engine.connect() as conn:
+        verdict = verify(conn)
     result = DemoResult(
         period=(first, today + timedelta(days=1)),
         files=files,
         imports=summaries,
         reimport_new=sum(s.counts.new for s in again),
         reimport_revised=sum(s.counts.revised for s in again),
+        settlement=settled.to_json(),
+        ledger=verdict.to_json(),
     )
-    start, end = local_period_bounds(first, today + timedelta(days=1))
+    start, end = local_period_bounds(today - timedelta(days=6), today + timedelta(days=1))
+    result.spot_window = (iso_utc(start) or "", iso_utc(end) or "")
     for i, (label, _kwh, _kwp) in enumerate(HOUSEHOLDS):
-        result.connections.append({"ean": demo_ean(i), "household": label,
+        result.connections.append({"ean": demo_ean(i), "household": label, "plan": PLANS[i],
                                    **spot_summary(engine, demo_ean(i), "NL", start, end)})
     return result
 
