@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, update
 
 from kwartier.settle import ledger
@@ -93,3 +95,29 @@ def test_reordered_rows_are_detected(filled):
     with filled.connect() as conn:
         verdict = ledger.verify(conn)
     assert not verdict.ok and verdict.first_bad == 2
+
+
+postings_strategy = st.lists(
+    st.tuples(st.sampled_from(["ann", "bob", "cas"]), st.sampled_from(["supplier", "grid", "tax", "coop"]),
+              st.integers(-(10**13), 10**13), st.sampled_from(["2026-03", "2026-10"])),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=postings_strategy)
+def test_debits_equal_credits_per_period_and_balances_sum_to_zero(engine, batch):
+    with engine.begin() as conn:  # a fresh journal for every example
+        conn.execute(delete(s.journal))
+        conn.execute(delete(s.settle_runs))
+    _post(engine, [ledger.Posting(period, "settlement", who, payee, nano, None, "x", {})
+                   for who, payee, nano, period in batch])
+    with engine.connect() as conn:
+        j = s.journal
+        for period in ("2026-03", "2026-10"):
+            rows = conn.execute(select(j.c.debit, j.c.credit, j.c.amount_nano).where(j.c.period == period)).all()
+            owed = sum(a for d, _c, a in rows if d.startswith("participant:")) - sum(
+                a for _d, c, a in rows if c.startswith("participant:"))
+            expected = sum(n for _w, _p, n, per in batch if per == period)
+            assert owed == expected  # what participants owe is exactly what payees are owed
+        assert sum(ledger.balances(conn).values()) == 0
+        assert ledger.verify(conn).ok
