@@ -222,8 +222,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=100_000)
     ap.add_argument("--store-connections", type=int, default=2_000)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--skip-engine", action="store_true", help="only the end-to-end runs")
     args = ap.parse_args()
-    bench_engine(args.connections)
+    if not args.skip_engine:
+        bench_engine(args.connections)
     for backend in [b for b in args.backends.split(",") if b]:
         bench_store(args.store_connections, backend)
     return 0

@@ -16,6 +16,7 @@ Contract periods are local dates, ``valid_to`` exclusive (None: open-ended). Not
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -288,6 +289,12 @@ def _plan_on_disk(ref: str, folder: Path) -> tuple[str, str]:
     return res.read_text(encoding="utf-8"), f"built-in plan {ref}"
 
 
+@functools.lru_cache(maxsize=256)
+def _plan_cached(text: str, where: str) -> LoadedPlan:
+    """Parse each distinct plan text once (a loaded plan is not changed by its users)."""
+    return plan_from_text(text, where)
+
+
 def build_definition(data: dict[str, Any], where: str, plan_source: PlanSource) -> Definition:
     """Validate parsed TOML (or stored entities) and load each contract's plan through ``plan_source``."""
     try:
@@ -300,7 +307,7 @@ def build_definition(data: dict[str, Any], where: str, plan_source: PlanSource) 
     for i, c in enumerate(spec.contracts):
         try:
             text, plan_where = plan_source(c)
-            loaded = plan_from_text(text, plan_where)
+            loaded = _plan_cached(text, plan_where)  # many contracts share one plan
         except PlanError as exc:
             problems.append(f"{_at(where, 'contracts', i, c.id)}, field 'plan': {exc}")
             continue

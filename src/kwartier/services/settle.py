@@ -29,8 +29,8 @@ from kwartier.money import NANO_PER_CENT, format_eur, nano_to_cents, vat_cents
 from kwartier.settle import ledger
 from kwartier.settle.engine import PeriodEnergy, settle_plan
 from kwartier.store import schema
-from kwartier.store.versions import READING_VALUES, epoch_us, write_versions
-from kwartier.tariffs.compose import MissingData
+from kwartier.store.versions import READING_VALUES, epoch_us, select_frame, write_versions
+from kwartier.tariffs.compose import NANO, MissingData
 from kwartier.tariffs.cost import derive_series
 from kwartier.timegrid import interval_starts, local_period_bounds
 
@@ -82,16 +82,13 @@ def parse_period(period: str) -> tuple[date, date]:
 
 def _readings(conn: Connection, eans: list[str], start: datetime, stop: datetime) -> pl.DataFrame:
     r = schema.readings
-    rows = conn.execute(
-        select(r.c.connection, epoch_us(conn, r.c.interval_start), r.c.resolution, r.c.import_wh, r.c.export_wh,
-               r.c.status, r.c.version)
-        .where(r.c.connection.in_(eans), r.c.is_current.is_(True), r.c.interval_start >= start,
-               r.c.interval_start < stop)
-    ).all()
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 7
-    names = ["connection", "interval_start", "resolution", "import_wh", "export_wh", "status", "version"]
-    types = [pl.String, pl.Int64, pl.String, pl.Int64, pl.Int64, pl.String, pl.Int64]
-    frame = pl.DataFrame({n: c for n, c in zip(names, cols, strict=True)}, schema=dict(zip(names, types, strict=True)))
+    stmt = (select(r.c.connection, epoch_us(conn, r.c.interval_start), r.c.resolution, r.c.import_wh,
+                   r.c.export_wh, r.c.status, r.c.version)
+            .where(r.c.connection.in_(eans), r.c.is_current.is_(True), r.c.interval_start >= start,
+                   r.c.interval_start < stop))
+    frame = select_frame(conn, stmt, {"connection": pl.String, "interval_start": pl.Int64, "resolution": pl.String,
+                                      "import_wh": pl.Int64, "export_wh": pl.Int64, "status": pl.String,
+                                      "version": pl.Int64})
     return frame.with_columns(pl.from_epoch("interval_start", time_unit="us").dt.replace_time_zone("UTC"))
 
 
@@ -147,13 +144,17 @@ def settle(engine: Engine, period: str) -> SettleSummary:
     # History: the whole previous month (derived rates) and at least the estimation weeks.
     prev_first = (first - timedelta(days=1)).replace(day=1)
     history_start = min(local_period_bounds(prev_first, first, tz)[0], start - timedelta(weeks=ESTIMATE_WEEKS))
+    needs_history = any(s.kind == "derived" for p in defn.plans.values() for s in p.plan.series)
     with engine.begin() as conn:
-        frame = _quarterly(_readings(conn, meters, history_start, stop))
-        estimates = _estimate(frame, meters, starts, tz)
-        summary.estimated_intervals = estimates.height
-        if estimates.height:
-            _store_estimates(conn, estimates)
-            frame = _quarterly(_readings(conn, meters, history_start, stop))
+        frame = _quarterly(_readings(conn, meters, history_start if needs_history else start, stop))
+        if _incomplete(frame.filter(pl.col("interval_start") >= start), len(meters), nq):
+            if not needs_history:  # estimates look back: read the weeks before too
+                frame = _quarterly(_readings(conn, meters, history_start, stop))
+            estimates = _estimate(frame, meters, starts, tz)
+            summary.estimated_intervals = estimates.height
+            if estimates.height:
+                _store_estimates(conn, estimates)
+                frame = _quarterly(_readings(conn, meters, history_start, stop))
         period_rows = frame.filter(pl.col("interval_start") >= start)
         imp, exp = _matrices(period_rows, meters, starts)
         index = {ean: i for i, ean in enumerate(meters)}
@@ -180,6 +181,12 @@ def settle(engine: Engine, period: str) -> SettleSummary:
         conn.execute(update(schema.settle_runs).where(schema.settle_runs.c.id == run_id).values(
             summary={**summary.to_json(), "journal": {"entries": n, "head": head}}))
     return summary
+
+
+def _incomplete(period_rows: pl.DataFrame, meters: int, quarters: int) -> bool:
+    """Whether some meter lacks a reading with both directions for some quarter of the period."""
+    complete = period_rows.filter(pl.col("import_wh").is_not_null() & pl.col("export_wh").is_not_null())
+    return complete.height < meters * quarters
 
 
 def _store_estimates(conn: Connection, estimates: pl.DataFrame) -> None:
@@ -264,7 +271,7 @@ class _Line:
 
 
 def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market, history, tz):  # type: ignore[no-untyped-def]
-    """Per contract part of the month: the engine's amounts per meter and component."""
+    """The engine's amounts per meter and component: one engine call per plan version and part of the month."""
     lines: list[_Line] = []
     local_days = starts.dt.convert_time_zone(tz).dt.date().to_numpy()
     groups: dict[tuple[str, date, date], list] = defaultdict(list)
@@ -272,29 +279,44 @@ def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market,
         a = max(first, contract.valid_from)
         b = min(end, contract.valid_to) if contract.valid_to else end
         if a < b and contract.target in index:
-            groups[(contract.id, a, b)].append(contract)
-    for (cid, a, b), contracts in groups.items():
-        contract = contracts[0]
-        plan = defn.plans[cid]
+            groups[(defn.plan_texts[contract.id].sha256, a, b)].append(contract)
+    for (sha, a, b), contracts in groups.items():
+        plan = defn.plans[contracts[0].id]
         cols = np.nonzero((local_days >= a) & (local_days < b))[0]
-        row = index[contract.target]
-        yi, ye = before.get(contract.target, (0, 0))
-        extra_before = (imp[row, : cols[0]].sum(), exp[row, : cols[0]].sum()) if cols[0] > 0 else (0, 0)
-        shares = {}
-        for sid, values in derive_series(plan, history.filter(pl.col("connection") == contract.target)
-                                         .drop("connection"), market, a, b).items():
-            if values.height:
-                shares[sid] = np.array([int(values["value"][0])], dtype=np.int64)
-        energy = PeriodEnergy(a, b, starts.gather(cols), imp[row : row + 1, cols], exp[row : row + 1, cols],
-                              np.array([yi + extra_before[0]]), np.array([ye + extra_before[1]]), shares or None)
+        rows = np.array([index[c.target] for c in contracts])
+        year_i = np.array([before.get(c.target, (0, 0))[0] for c in contracts], dtype=np.int64)
+        year_e = np.array([before.get(c.target, (0, 0))[1] for c in contracts], dtype=np.int64)
+        if cols[0] > 0:  # a contract starting mid-month: the month's earlier days count for the year
+            year_i += imp[rows, : cols[0]].sum(axis=1)
+            year_e += exp[rows, : cols[0]].sum(axis=1)
+        shares = _derived_shares(plan, contracts, history, market, a, b)
+        energy = PeriodEnergy(a, b, starts.gather(cols), imp[np.ix_(rows, cols)], exp[np.ix_(rows, cols)],
+                              year_i, year_e, shares)
         amounts = settle_plan(plan, energy, market)
-        participant = defn.participant_of(contract.target).id
-        for comp in plan.components:
-            spec = comp.spec
-            payee = defn.payee_party(contract, spec.payee)
-            lines.append(_Line(participant, contract.target, spec.id, payee, contract.supplier, spec.vat,
-                               plan.plan.vat_rate, int(amounts[spec.id][0]), cid, defn.plan_texts[cid].sha256))
+        for k, contract in enumerate(contracts):
+            participant = defn.participant_of(contract.target).id
+            for comp in plan.components:
+                spec = comp.spec
+                lines.append(_Line(participant, contract.target, spec.id, defn.payee_party(contract, spec.payee),
+                                   contract.supplier, spec.vat, plan.plan.vat_rate, int(amounts[spec.id][k]),
+                                   contract.id, sha))
     return lines
+
+
+def _derived_shares(plan, contracts, history: pl.DataFrame, market: pl.DataFrame, a: date, b: date  # type: ignore[no-untyped-def]
+                    ) -> dict[str, np.ndarray] | None:
+    """Per-contract values of the plan's derived series (e.g. the JEM tax share), in nano units."""
+    if not any(s.kind == "derived" for s in plan.plan.series):
+        return None
+    by_meter = {str(k[0]): v.drop("connection") for k, v in history.group_by(["connection"])}
+    out: dict[str, list[int]] = defaultdict(list)
+    for contract in contracts:
+        empty = history.head(0).drop("connection")
+        derived = derive_series(plan, by_meter.get(contract.target, empty), market, a, b)
+        for sid, values in derived.items():
+            default = next(s.default for s in plan.plan.series if s.id == sid)
+            out[sid].append(int(values["value"][0]) if values.height else int((default or 0) * NANO))
+    return {sid: np.array(v, dtype=np.int64) for sid, v in out.items()}
 
 
 def _postings(conn: Connection, defn, period: str, lines: list[_Line], fps: dict[str, str], price_fp: str

@@ -197,3 +197,35 @@ __all__ = [
     "readings",
     "write_versions",
 ]
+
+
+def select_frame(conn: Connection, stmt, schema: dict[str, pl.DataType]) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Run a SELECT and return its rows as a polars frame with ``schema`` (column names in order).
+
+    Large reads skip SQLAlchemy's per-row objects: PostgreSQL streams ``COPY (...) TO STDOUT`` as
+    CSV into polars; SQLite returns plain tuples from the driver. Timestamps should be selected as
+    epoch microseconds (:func:`epoch_us`) and converted by the caller.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    sql = str(compiled)
+    dbapi = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        buf = io.BytesIO()
+        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+            for chunk in copy:
+                buf.write(chunk)
+        if buf.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        buf.seek(0)
+        text_schema = {k: (pl.String if v == pl.Boolean else v) for k, v in schema.items()}
+        frame = pl.read_csv(buf, has_header=False, new_columns=list(schema), schema_overrides=text_schema)
+        return frame.with_columns(pl.col(k) == "t" for k, v in schema.items() if v == pl.Boolean)
+    cur = dbapi.cursor()  # type: ignore[attr-defined]
+    try:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row")
