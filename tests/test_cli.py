@@ -99,3 +99,24 @@ def test_demo_imports_and_its_costs_are_exact(tmp_path):
     assert sum(Decimal(v) for v in settled["by_participant"].values()) == sum(
         Decimal(v) for v in settled["by_payee"].values())
     assert out["ledger"]["ok"] and out["ledger"]["entries"] == settled["postings"]
+
+
+def test_settle_and_ledger_commands(tmp_path):
+    import sqlite3
+
+    assert run("demo", "--json", cwd=tmp_path).returncode == 0
+    period = json.loads(run("demo", "--json", cwd=tmp_path).stdout)["settlement"]["period"]
+    again = run("settle", "--period", period, "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["new_postings"] == 0
+    ok = run("ledger", "verify", "--json", cwd=tmp_path)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
+    balances = json.loads(run("ledger", "balances", "--json", cwd=tmp_path).stdout)
+    assert balances["sum"] == "0.00"
+    with sqlite3.connect(tmp_path / "kwartier.db") as db:  # someone edits an amount behind kwartier's back
+        db.execute("UPDATE journal SET amount_nano = amount_nano + 10000000 WHERE seq = 3")
+    broken = run("ledger", "verify", "--json", cwd=tmp_path)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["first_bad"]["seq"] == 3
+    bad = run("settle", "--period", "2026-13", cwd=tmp_path)
+    assert bad.returncode == 2 and "not YYYY-MM" in bad.stderr

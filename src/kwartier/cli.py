@@ -60,6 +60,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def store():  # type: ignore[no-untyped-def]
+    """The database for this command, migrated; a clear message and exit 1 if it cannot be opened."""
+    try:
+        return open_store(State.db)
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+
+
 def _run_import(json_out: bool, work) -> None:  # type: ignore[no-untyped-def]
     try:
         engine = open_store(State.db)
@@ -393,11 +401,8 @@ def ledger_verify_cmd(json_out: JsonOption = False) -> None:
     """Check every journal entry against its hash and its place in the chain (exit 1 if not intact)."""
     from kwartier.settle.ledger import verify
 
-    try:
-        with open_store(State.db).connect() as conn:
-            verdict = verify(conn)
-    except StoreError as exc:
-        raise fail(str(exc), 1) from None
+    with store().connect() as conn:
+        verdict = verify(conn)
     if json_out:
         sys.stdout.write(json.dumps(verdict.to_json()) + "\n")
     elif verdict.ok:
@@ -414,11 +419,8 @@ def ledger_balances_cmd(json_out: JsonOption = False) -> None:
     from kwartier.money import format_eur, nano_to_cents
     from kwartier.settle.ledger import balances
 
-    try:
-        with open_store(State.db).connect() as conn:
-            result = balances(conn)
-    except StoreError as exc:
-        raise fail(str(exc), 1) from None
+    with store().connect() as conn:
+        result = balances(conn)
     shown = {k: format_eur(nano_to_cents(v)) for k, v in result.items()}
     if json_out:
         sys.stdout.write(json.dumps({"balances": shown, "sum": format_eur(nano_to_cents(sum(result.values())))})
