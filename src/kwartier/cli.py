@@ -432,6 +432,112 @@ def ledger_balances_cmd(json_out: JsonOption = False) -> None:
     out.print(table)
 
 
+@app.command("bill")
+def bill_cmd(
+    period: Annotated[str, typer.Option("--period", help="Local month, YYYY-MM (settled first).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where invoice files go.")] = Path("invoices"),
+    json_out: JsonOption = False,
+) -> None:
+    """Issue the month's invoices (one per participant per supplier), credit notes for corrections, files."""
+    from kwartier.services.billing import BillingError, bill
+    from kwartier.services.settle import SettleError
+
+    engine = store()
+    try:
+        if json_out or not err.is_terminal:
+            summary = bill(engine, period, out_dir)
+        else:
+            with err.status(f"billing {period}"):
+                summary = bill(engine, period, out_dir)
+    except (BillingError, SettleError) as exc:
+        raise fail(str(exc)) from None
+    data = summary.to_json()
+    if json_out:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    table = Table("number", "participant", "supplier", "net", "VAT", "total", "pdf",
+                  title=f"invoices {period}", title_justify="left")
+    for inv in [*summary.invoices, *summary.credit_notes]:
+        table.add_row(str(inv["number"]), str(inv["participant"]), str(inv["supplier"]), str(inv["net_total"]),
+                      str(inv["vat"]), str(inv["total"]), str(inv["pdf"]))
+    out.print(table)
+
+
+invoice_app = typer.Typer(help="Issued invoices and credit notes.", no_args_is_help=True)
+app.add_typer(invoice_app, name="invoice")
+
+
+@invoice_app.command("list")
+def invoice_list_cmd(
+    participant: Annotated[str | None, typer.Option("--participant", help="Only this participant's.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List invoices and credit notes."""
+    from kwartier.services.billing import listing
+
+    rows = listing(store(), participant)
+    if json_out:
+        sys.stdout.write(json.dumps({"invoices": rows}) + "\n")
+        return
+    table = Table("number", "kind", "participant", "supplier", "period", "issued", "total EUR", "corrects")
+    for r in rows:
+        table.add_row(*(str(r[k] or "") for k in ("number", "kind", "participant", "supplier", "period",
+                                                   "issue_date", "total", "corrects")))
+    out.print(table)
+
+
+@invoice_app.command("show")
+def invoice_show_cmd(
+    number: Annotated[str, typer.Argument(help="Invoice number, e.g. ZUIDSTRO-2026-000001.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Show one invoice: front page and specification."""
+    from kwartier.billing.documents import invoice_to_json
+    from kwartier.money import format_eur
+    from kwartier.services.billing import BillingError, find
+
+    try:
+        invoice, info = find(store(), number)
+    except BillingError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        sys.stdout.write(json.dumps(invoice_to_json(invoice, info), ensure_ascii=False) + "\n")
+        return
+    kind = {"invoice": "Invoice", "credit_note": "Credit note", "debit_note": "Debit note"}[invoice.kind]
+    corrects = f" (corrects {invoice.references})" if invoice.references else ""
+    out.print(f"[bold]{kind} {invoice.number}[/]{corrects}")
+    out.print(f"{invoice.seller.name} -> {invoice.buyer.name}; period {invoice.period}; issued {invoice.issue_date}, "
+              f"due {invoice.due_date}; connections {', '.join(invoice.connections)}")
+    table = Table("section", "line", "quantity", "avg price", "EUR")
+    for ln in invoice.lines:
+        table.add_row(ln.section, ln.label, f"{ln.quantity} {ln.unit}", str(ln.unit_price or ""),
+                      format_eur(ln.amount_cents))
+    table.add_row("", "net total", "", "", format_eur(invoice.net_total_cents), style="bold")
+    for v in invoice.vat:
+        table.add_row("", f"VAT {v.category} {v.rate * 100:g} % on {format_eur(v.base_cents)}", "", "",
+                      format_eur(v.vat_cents))
+    table.add_row("", "total", "", "", format_eur(invoice.total_cents), style="bold")
+    out.print(table)
+
+
+@invoice_app.command("pdf")
+def invoice_pdf_cmd(
+    number: Annotated[str, typer.Argument(help="Invoice number.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The PDF file to write.")],
+) -> None:
+    """Write an invoice as PDF (Factur-X: PDF/A-3 with its EN 16931 XML embedded)."""
+    from kwartier.billing.einvoice import facturx_pdf
+    from kwartier.billing.render import render_html, render_pdf
+    from kwartier.services.billing import BillingError, find
+
+    try:
+        invoice, info = find(store(), number)
+    except BillingError as exc:
+        raise fail(str(exc)) from None
+    output.write_bytes(facturx_pdf(render_pdf(render_html(invoice, info)), invoice))
+    out.print(f"wrote {output}")
+
+
 @app.command("cost")
 def cost_cmd(
     readings: Annotated[Path, typer.Option("--readings", help="Meter file (any supported format).")],

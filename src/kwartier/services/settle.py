@@ -268,6 +268,34 @@ class _Line:
     nano: int
     contract: str
     plan_sha: str
+    role: str = "supplier"  # the plan's payee role: the invoice section
+    quantity: Decimal = Decimal(0)
+    unit: str = "kWh"
+    unit_price: str | None = None  # the plan's own price for per_day/per_month/per_year lines
+
+
+def _quantities(plan, imp: np.ndarray, exp: np.ndarray, year_i: np.ndarray, year_e: np.ndarray,  # type: ignore[no-untyped-def]
+                a: date, b: date) -> dict[str, np.ndarray | Decimal]:
+    """The quantity of each component per meter (kWh as Decimal per row, days, prorated months/years)."""
+    from fractions import Fraction
+
+    from kwartier.tariffs.cost import _period_fraction
+
+    imp_total, exp_total = imp.sum(axis=1), exp.sum(axis=1)
+    out: dict[str, np.ndarray | Decimal] = {}
+    for comp in plan.components:
+        spec = comp.spec
+        if spec.basis == "import_kwh" and spec.netted and plan.plan.netting == "annual":
+            h = year_i - year_e
+            out[spec.id] = np.maximum(0, h + imp_total - exp_total) - np.maximum(0, h)
+        elif spec.basis in ("import_kwh", "export_kwh"):
+            out[spec.id] = imp_total if spec.basis == "import_kwh" else exp_total
+        elif spec.basis == "per_day":
+            out[spec.id] = Decimal((b - a).days)
+        elif spec.basis in ("per_month", "per_year"):
+            f: Fraction = _period_fraction(a, b, spec.basis)
+            out[spec.id] = Decimal(f.numerator) / Decimal(f.denominator)
+    return out
 
 
 def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market, history, tz):  # type: ignore[no-untyped-def]
@@ -293,13 +321,18 @@ def _settle_contracts(defn, first, end, starts, imp, exp, before, index, market,
         energy = PeriodEnergy(a, b, starts.gather(cols), imp[np.ix_(rows, cols)], exp[np.ix_(rows, cols)],
                               year_i, year_e, shares)
         amounts = settle_plan(plan, energy, market)
+        quantities = _quantities(plan, energy.import_wh, energy.export_wh, year_i, year_e, a, b)
         for k, contract in enumerate(contracts):
             participant = defn.participant_of(contract.target).id
             for comp in plan.components:
                 spec = comp.spec
+                q = quantities.get(spec.id, Decimal(0))
+                qty = Decimal(int(q[k])).scaleb(-3) if isinstance(q, np.ndarray) else q
+                fixed_price = (str(comp.price.evaluate(plan.env_constants()))
+                               if spec.basis in ("per_day", "per_month", "per_year") and comp.price else None)
                 lines.append(_Line(participant, contract.target, spec.id, defn.payee_party(contract, spec.payee),
                                    contract.supplier, spec.vat, plan.plan.vat_rate, int(amounts[spec.id][k]),
-                                   contract.id, sha))
+                                   contract.id, sha, spec.payee, qty, spec.unit, fixed_price))
     return lines
 
 
@@ -325,16 +358,21 @@ def _postings(conn: Connection, defn, period: str, lines: list[_Line], fps: dict
     wanted: dict[tuple[str, str | None, str], tuple[str, int, dict[str, object]]] = {}
     vat_base: dict[tuple[str, str, Decimal], list[int]] = defaultdict(list)
     merged: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    qty: dict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
     meta: dict[tuple[str, str, str, str], _Line] = {}
     for ln in lines:  # a contract change mid-month gives two parts of one line: add them before rounding
         key = (ln.participant, ln.meter, ln.component, ln.payee)
         merged[key] += ln.nano
+        qty[key] += ln.quantity
         meta[key] = ln
     for key, nano in merged.items():
         ln = meta[key]
         cents = nano_to_cents(nano)
+        quantity = qty[key] if ln.unit != "%" else Decimal(0)
         inputs = {"contract": ln.contract, "plan": ln.plan_sha, "readings": fps.get(ln.meter, "0" * 16),
-                  "prices": price_fp}
+                  "prices": price_fp, "role": ln.role, "supplier": ln.supplier, "vat": ln.vat,
+                  "quantity": str(quantity.quantize(Decimal("0.0001")) if ln.unit in ("month", "year") else quantity),
+                  "unit": ln.unit, **({"unit_price": ln.unit_price} if ln.unit_price else {})}
         wanted[(ln.participant, ln.meter, f"{ln.component}@{ln.payee}")] = (ln.payee, cents * NANO_PER_CENT, inputs)
         if ln.vat:
             vat_base[(ln.participant, ln.supplier, ln.vat_rate)].append(cents)

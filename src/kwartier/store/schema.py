@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -222,4 +223,35 @@ journal = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
     Index("ix_journal_period", "period", "participant"),
+)
+
+#: The last number used per supplier and year: numbers are assigned inside the transaction that
+#: stores the invoice, so a crash leaves neither a gap nor a duplicate.
+invoice_series = Table(
+    "invoice_series",
+    metadata,
+    Column("supplier", String(40), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+)
+
+#: Issued invoices, credit notes and debit notes. A row is never changed: a credit note that
+#: ``corrects`` an invoice cancels it, and a new invoice follows.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("number", String(40), primary_key=True),
+    Column("supplier", String(40), nullable=False),
+    Column("participant", String(40), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("corrects", String(40), nullable=True),
+    Column("issue_date", Date, nullable=False),
+    Column("net_cents", BigInteger, nullable=False),
+    Column("vat_cents", BigInteger, nullable=False),
+    Column("total_cents", BigInteger, nullable=False),
+    Column("lines_key", String(64), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_invoices_owner", "supplier", "participant", "period"),
 )
