@@ -15,7 +15,7 @@ from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 from markupsafe import Markup, escape
 
-from kwartier.billing.model import Informative, Invoice, InvoiceLine
+from kwartier.billing.model import Address, Informative, Invoice, InvoiceLine
 
 #: The languages of the bill and the Babel locale that formats its amounts and dates.
 BABEL_LOCALES = {"nl": "nl_NL", "en": "en_GB", "fr": "fr_FR"}
@@ -34,14 +34,14 @@ _TEXT: dict[str, tuple[str, str, str]] = {
     "tax": ("Belastingen", "Taxes", "Taxes"),
     "community": ("Energiegemeenschap", "Energy community", "Communauté d'énergie"),
     "aggregator": ("Aggregator", "Aggregator", "Agrégateur"),
-    "number": ("Nummer", "Number", "Numéro"),
     "issue_date": ("Datum", "Issue date", "Date d'émission"),
     "period": ("Periode", "Period", "Période"),
     "period_value": ("{start} t/m {end}", "{start} to {end}", "du {start} au {end}"),
     "customer_number": ("Klantnummer", "Customer number", "Numéro de client"),
     "connections": ("Aansluiting (EAN)", "Connection (EAN)", "Raccordement (EAN)"),
     "product": ("Product", "Plan", "Offre"),
-    "due_date": ("Uiterlijk op", "Due date", "Échéance"),
+    "due_pay": ("Uiterlijk betalen op", "Please pay by", "À payer au plus tard le"),
+    "due_receive": ("Uiterlijk ontvangen op", "You receive it by", "Versé au plus tard le"),
     "payment_ref": ("Betalingskenmerk", "Payment reference", "Référence de paiement"),
     "vat_id": ("Btw-nummer", "VAT number", "N° TVA"),
     "to_pay": ("Te betalen", "Amount due", "Montant à payer"),
@@ -59,6 +59,7 @@ _TEXT: dict[str, tuple[str, str, str]] = {
     "vat_row": ("Btw {rate} over {base}", "VAT {rate} on {base}", "TVA {rate} sur {base}"),
     "exempt": ("vrijgesteld", "exempt", "exonéré"),
     "total": ("Totaal incl. btw", "Total incl. VAT", "Total TTC"),
+    "summary": ("Overzicht", "Summary", "Récapitulatif"),
     "where_money": ("Waar gaat je geld naartoe?", "Where does your money go?", "Où va votre argent\u00a0?"),
     "excl_vat": ("excl. btw", "excl. VAT", "HT"),
     "specification": ("Specificatie", "Specification", "Détail de la facture"),
@@ -84,6 +85,7 @@ _TEXT: dict[str, tuple[str, str, str]] = {
     "exported": ("Teruggeleverd", "Fed into the grid", "Injecté sur le réseau"),
     "avg_paid": ("Je betaalde gemiddeld", "You paid on average", "Vous avez payé en moyenne"),
     "per_kwh_all_in": ("per kWh, alles inbegrepen", "per kWh, all in", "par kWh, tout compris"),
+    "per_kwh": ("per kWh", "per kWh", "par kWh"),
     "community_avg": ("Gemiddelde in je energiegemeenschap", "Average in your energy community",
                       "Moyenne de votre communauté d'énergie"),
     "percentile": ("Je betaalde per kWh minder dan {pct} van de leden.",
@@ -92,9 +94,10 @@ _TEXT: dict[str, tuple[str, str, str]] = {
     "reference": ("Zelfde verbruik met {plan}", "The same use on {plan}", "Même consommation avec {plan}"),
     "no_netting": ("Zonder salderen (regels vanaf 2027)", "Without net metering (rules from 2027)",
                    "Sans compensation (règles à partir de 2027)"),
-    "diff_more": ("{diff} meer dan nu", "{diff} more than now", "{diff} de plus qu'actuellement"),
-    "diff_less": ("{diff} minder dan nu", "{diff} less than now", "{diff} de moins qu'actuellement"),
-    "diff_same": ("evenveel als nu", "the same as now", "autant qu'actuellement"),
+    "diff_more": ("{diff} meer dan deze factuur", "{diff} more than this invoice", "{diff} de plus que cette facture"),
+    "diff_less": ("{diff} minder dan deze factuur", "{diff} less than this invoice",
+                  "{diff} de moins que cette facture"),
+    "diff_same": ("evenveel als deze factuur", "the same as this invoice", "autant que cette facture"),
     "compare_note": ("Bedragen incl. btw, voor dezelfde periode en hetzelfde verbruik.",
                      "Amounts incl. VAT, for the same period and the same use.",
                      "Montants TTC, pour la même période et la même consommation."),
@@ -121,6 +124,8 @@ _UNITS: dict[str, tuple[tuple[str, str], tuple[str, str], tuple[str, str]]] = {
 }
 #: Digits after the decimal point of an average unit price: five for per-kWh prices (as Dutch bills do).
 _PRICE_DIGITS = {"kWh": 5}
+#: Digits of the per-kWh prices in the informative part: a household compares cents, not micro-euros.
+_INFO_PRICE_DIGITS = 2
 
 
 def language_of(locale: str) -> str:
@@ -148,9 +153,9 @@ class _Fmt:
     def money(self, cents: int) -> str:
         return format_currency(Decimal(cents).scaleb(-2), "EUR", locale=self.babel)
 
-    def price(self, eur: Decimal, unit: str) -> str:
-        """An average price per unit in EUR, with a fixed number of decimals per unit."""
-        digits = _PRICE_DIGITS.get(unit, 2)
+    def price(self, eur: Decimal, unit: str, digits: int | None = None) -> str:
+        """A price per unit in EUR, with a fixed number of decimals (by default per unit)."""
+        digits = _PRICE_DIGITS.get(unit, 2) if digits is None else digits
         pattern = Locale.parse(self.babel).currency_formats["standard"].pattern.replace("0.00", "0." + "0" * digits)
         return format_currency(eur, "EUR", format=pattern, locale=self.babel, currency_digits=False)
 
@@ -226,6 +231,8 @@ def _front_page(invoice: Invoice, fmt: _Fmt) -> dict[str, Any]:
         "period": fmt.text("period_value", start=fmt.day(invoice.period_start), end=fmt.day(last_day)),
         "period_days": fmt.quantity(Decimal((invoice.period_end - invoice.period_start).days), "day"),
         "amount_label": fmt.text("to_receive" if total < 0 else "to_pay"),
+        "due_label": fmt.text("due_receive" if total < 0 else "due_pay"),
+        "summary_heading": fmt.text("where_money" if invoice.kind == "invoice" else "summary"),
         "amount": fmt.money(abs(total)),
         "instruction": instruction,
         "seller_address": _address_lines(invoice.seller.address),
@@ -233,7 +240,7 @@ def _front_page(invoice: Invoice, fmt: _Fmt) -> dict[str, Any]:
     }
 
 
-def _address_lines(address: Any) -> list[str]:
+def _address_lines(address: Address) -> list[str]:
     city = " ".join(part for part in (address.postcode, address.city) if part)
     return [line for line in (address.line1, city) if line]
 
@@ -248,7 +255,7 @@ def _sections(lines: Sequence[InvoiceLine], fmt: _Fmt) -> list[dict[str, Any]]:
             continue
         out.append({
             "key": key,
-            "heading": fmt.text(key) if key in _TEXT else key.capitalize(),
+            "heading": fmt.text(key) if key in SECTION_ORDER else key.capitalize(),
             "subtotal": fmt.money(sum(ln.amount_cents for ln in members)),
             "lines": [_line(ln, fmt) for ln in members],
         })
@@ -295,13 +302,14 @@ def _comparison(label: str, other_cents: int | None, actual_cents: int, fmt: _Fm
 
 
 def _informative(invoice: Invoice, info: Informative, fmt: _Fmt) -> dict[str, Any]:
-    per_kwh = f"{fmt.text('per')} kWh"
+    def per_kwh(eur: Decimal | None) -> str | None:
+        return None if eur is None else fmt.price(eur, "kWh", _INFO_PRICE_DIGITS)
+
     return {
         "imported": fmt.quantity(info.import_kwh, "kWh"),
         "exported": fmt.quantity(info.export_kwh, "kWh"),
-        "average": None if info.average_eur_per_kwh is None else fmt.price(info.average_eur_per_kwh, "kWh"),
-        "community_average": None if info.community_average_eur_per_kwh is None
-        else f"{fmt.price(info.community_average_eur_per_kwh, 'kWh')} {per_kwh}",
+        "average": per_kwh(info.average_eur_per_kwh),
+        "community_average": per_kwh(info.community_average_eur_per_kwh),
         "percentile": None if info.percentile is None
         else fmt.text("percentile", pct=fmt.percent(Decimal(info.percentile).scaleb(-2))),
         "comparisons": [c for c in (
@@ -344,10 +352,11 @@ def daily_cost_svg(daily_cost_cents: Sequence[tuple[date, int]], lang: str = "en
     label_every = 1 if len(values) <= 31 else 7
     for i, (day, cents) in enumerate(daily_cost_cents):
         x = left + i * step + (step - bar_w) / 2
-        y, h = (zero_y - plot_h * cents / span, plot_h * cents / span) if cents >= 0 else (zero_y, -plot_h * cents / span)
+        h = plot_h * abs(cents) / span
+        y = zero_y if cents < 0 else zero_y - h
         kind, colour = ("bar neg", _EARN) if cents < 0 else ("bar", _COST)
-        parts.append(f'<rect class="{kind}" fill="{colour}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}">'
-                     f'<title>{escape(fmt.day(day))}: {escape(fmt.money(cents))}</title></rect>')
+        parts.append(f'<rect class="{kind}" fill="{colour}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" '
+                     f'height="{h:.1f}"><title>{escape(fmt.day(day))}: {escape(fmt.money(cents))}</title></rect>')
         if i % label_every == 0:
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 8:g}" {_XLABEL}>{day.day}</text>')
     parts.append(f'<line x1="{left:g}" y1="{zero_y:.1f}" x2="{width - right:g}" y2="{zero_y:.1f}" {_AXIS}/>')

@@ -42,6 +42,7 @@ class DemoResult:
     settlement: dict[str, object] = field(default_factory=dict)
     ledger: dict[str, object] = field(default_factory=dict)
     spot_window: tuple[str, str] = ("", "")
+    invoices: list[dict[str, object]] = field(default_factory=list)
     connections: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -58,6 +59,7 @@ class DemoResult:
             "spot_window": {"from": self.spot_window[0], "to": self.spot_window[1]},
             "settlement": self.settlement,
             "ledger": self.ledger,
+            "invoices": self.invoices,
         }
 
     def print(self, console: Console) -> None:
@@ -96,6 +98,10 @@ class DemoResult:
         led = self.ledger
         console.print(f"ledger verify: {'intact' if led['ok'] else 'BROKEN'}, {led['entries']} entries "
                       "(kwartier ledger verify)")
+        if self.invoices:
+            first, last = self.invoices[0], self.invoices[-1]
+            console.print(f"invoices: {first['number']} .. {last['number']} (PDF with Factur-X XML, and UBL) in "
+                          f"{Path(str(first['pdf'])).parent}/; see kwartier invoice list")
         console.print(
             f"imported again: {self.reimport_new} new, {self.reimport_revised} revised (imports are idempotent)."
         )
@@ -190,6 +196,10 @@ def run_demo(engine: Engine, folder: Path, *, today: date | None = None, console
     settled = settle(engine, period)
     with engine.connect() as conn:
         verdict = verify(conn)
+    say(f"billing {period} ...")
+    from kwartier.services.billing import bill
+
+    billed = bill(engine, period, folder / "invoices", today=today)
     result = DemoResult(
         period=(first, today + timedelta(days=1)),
         files=files,
@@ -198,6 +208,7 @@ def run_demo(engine: Engine, folder: Path, *, today: date | None = None, console
         reimport_revised=sum(s.counts.revised for s in again),
         settlement=settled.to_json(),
         ledger=verdict.to_json(),
+        invoices=billed.to_json()["invoices"],  # type: ignore[arg-type]
     )
     start, end = local_period_bounds(today - timedelta(days=6), today + timedelta(days=1))
     result.spot_window = (iso_utc(start) or "", iso_utc(end) or "")
