@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from conftest import data_file
 from sqlalchemy import func, select
 
+from conftest import data_file
 from kwartier import synth
 from kwartier.ids import make_ean18
 from kwartier.ingest import read_prices, read_readings

@@ -183,7 +183,7 @@ def _document(inv: Invoice) -> _Document:
                      reason if v.category == "E" else None) for v in inv.vat)
     pays_seller = inv.kind != "credit_note" and bool(inv.seller.iban)
     return _Document(
-        inv=inv, type_code=TYPE_CODES[inv.kind], period_last_day=inv.period_end,
+        inv=inv, type_code=TYPE_CODES[inv.kind], period_last_day=inv.period_end - timedelta(days=1),
         lines=tuple(lines), vat=vat, line_total=format_eur(sign * inv.net_total_cents),
         tax_total=format_eur(sign * inv.vat_total_cents), grand_total=format_eur(sign * inv.total_cents),
         payment_code="58" if pays_seller else "1", iban=inv.seller.iban if pays_seller else None)

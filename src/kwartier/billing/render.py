@@ -164,7 +164,10 @@ class _Fmt:
         if names is None:
             return unit
         singular, plural = names[_LANG_INDEX[self.lang]]
-        return singular if Locale.parse(self.babel).plural_form(abs(quantity)) == "one" else plural
+        q = abs(quantity)
+        if q == q.to_integral_value():  # "1.0000 month" is shown as 1: singular
+            q = int(q)
+        return singular if Locale.parse(self.babel).plural_form(q) == "one" else plural
 
     def quantity(self, quantity: Decimal, unit: str) -> str:
         return f"{format_decimal(quantity, locale=self.babel)}\u00a0{self.unit(unit, quantity)}"
@@ -204,7 +207,8 @@ def render_pdf(html: str) -> bytes:
     import weasyprint  # slow to import; only the PDF path needs it
 
     no_network = weasyprint.URLFetcher(allowed_protocols=())
-    return weasyprint.HTML(string=html, base_url=None, url_fetcher=no_network).write_pdf()
+    # PDF/A-3b: the archival form a Factur-X invoice must be (the XML is attached to it).
+    return weasyprint.HTML(string=html, base_url=None, url_fetcher=no_network).write_pdf(pdf_variant="pdf/a-3b")
 
 
 def _environment() -> jinja2.Environment:

@@ -95,8 +95,10 @@ def bill(engine: Engine, period: str, out_dir: Path | None = None, *, today: dat
                 original, _ = invoice_from_json(current["content"])
                 note = build_invoice(st_of(original), number=next_number(conn, supplier, issue.year),
                                      kind="credit_note", corrects=original.number, sign=-1, **args)
+                _valid(note)
                 _store(conn, note, None, current["lines_key"])
             inv = build_invoice(st, number=next_number(conn, supplier, issue.year), kind="invoice", **args)
+            _valid(inv)  # an invoice that is not a valid EN 16931 e-invoice takes no number
             _store(conn, inv, informative.get(participant), st.key())
         if out_dir:  # after the commit: a crash here leaves a numbered invoice whose files the next run writes
             if current is not None:
@@ -114,6 +116,16 @@ def bill(engine: Engine, period: str, out_dir: Path | None = None, *, today: dat
             else:
                 summary.invoices.append(entry)
     return summary
+
+
+def _valid(invoice: Invoice) -> None:
+    """Refuse, before it is numbered and stored, a document that is not a valid EN 16931 e-invoice."""
+    from kwartier.billing.einvoice import EInvoiceError, to_cii
+
+    try:
+        to_cii(invoice)
+    except EInvoiceError as exc:
+        raise BillingError(f"{exc}; fix the community file (kwartier community load) and run again") from None
 
 
 def st_of(invoice: Invoice) -> Statement:

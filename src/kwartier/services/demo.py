@@ -152,8 +152,9 @@ def community_toml(first: date) -> str:
     parts = [
         '[community]\nid = "kwartier-demo"\nname = "Demo community (Breda)"\ntimezone = "Europe/Amsterdam"\n'
         'zone = "NL"\n',
-        '[[parties]]\nid = "zuidstroom"\nroles = ["supplier", "aggregator"]\nname = "ZuidStroom (demo)"\n',
-        '[[parties]]\nid = "netbeheer"\nroles = ["grid"]\nname = "Grid operator (demo)"\n',
+        '[[parties]]\nid = "zuidstroom"\nroles = ["supplier", "aggregator"]\nname = "ZuidStroom (demo)"\n'
+        'vat_id = "NL001234567B01"\n',
+        '[[parties]]\nid = "netbeheer"\nroles = ["grid"]\nname = "Grid operator (demo)"\nvat_id = "NL009988776B01"\n',
         '[[parties]]\nid = "belastingdienst"\nroles = ["tax"]\nname = "Belastingdienst"\n',
         '[[parties]]\nid = "coop"\nroles = ["community"]\nname = "Energy cooperative (demo)"\n',
     ]
