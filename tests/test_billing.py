@@ -170,3 +170,27 @@ def test_numbering_is_gapless_when_a_bill_run_is_killed(tmp_path):
     assert sorted(c for _p, c in per_participant) == [1] * n  # one invoice each
     assert sorted(p.stem for p in out.glob("*.pdf")) == numbers  # the files of every invoice, too
     assert not list(out.glob("*.part"))
+
+
+def test_a_participant_with_two_suppliers_gets_two_invoices(engine, tmp_path):
+    heat_ean = make_ean18("87100000000000001")
+    extra = (f'\n[[parties]]\nid = "heat"\nroles = ["supplier"]\nname = "Heat B.V."\nvat_id = "NL007654321B01"\n'
+             f'\n[[metering_points]]\nean = "{heat_ean}"\nconnection = "{MAIN}"\nsupplier = "heat"\n'
+             f'\n[[contracts]]\nid = "c-heat"\ntarget = "{heat_ean}"\nsupplier = "heat"\nplan = "nl-fixed-2026"\n'
+             'valid_from = 2023-01-01\n')
+    (tmp_path / "c.toml").write_text(HEAD + member(0, MAIN) + extra)
+    load_community(engine, tmp_path / "c.toml")
+    import_prices(engine, data_file(PRICES))
+    readings = read_readings(data_file(SMP)).frame
+    import_readings(engine, data_file(SMP), MAIN)
+    heat = readings.with_columns(import_wh=pl.col("import_wh") // 4, export_wh=pl.lit(0, pl.Int64))
+    import_readings(engine, _generic(heat, tmp_path / "heat.csv"), heat_ean)
+    settle(engine, "2023-03")
+    summary = bill(engine, "2023-03", None, today=date(2023, 4, 2))
+    by_supplier = {i["supplier"]: i for i in summary.invoices}
+    assert set(by_supplier) == {"sup", "heat"} and {i["participant"] for i in summary.invoices} == {"p0"}
+    heat_invoice, _ = find(engine, str(by_supplier["heat"]["number"]))
+    assert heat_invoice.connections == (heat_ean,) and heat_invoice.seller.name == "Heat B.V."
+    with engine.connect() as conn:
+        owed = nano_to_cents(ledger.balances(conn)["participant:p0"])
+    assert sum(find(engine, str(i["number"]))[0].total_cents for i in summary.invoices) == owed

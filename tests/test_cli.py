@@ -120,3 +120,29 @@ def test_settle_and_ledger_commands(tmp_path):
     assert json.loads(broken.stdout)["first_bad"]["seq"] == 3
     bad = run("settle", "--period", "2026-13", cwd=tmp_path)
     assert bad.returncode == 2 and "not YYYY-MM" in bad.stderr
+
+
+def test_bill_and_invoice_commands(tmp_path):
+    assert run("demo", "--json", cwd=tmp_path).returncode == 0
+    listed = json.loads(run("invoice", "list", "--json", cwd=tmp_path).stdout)["invoices"]
+    assert len(listed) == 5 and {i["kind"] for i in listed} == {"invoice"}
+    number = listed[0]["number"]
+    shown = json.loads(run("invoice", "show", number, "--json", cwd=tmp_path).stdout)
+    assert shown["invoice"]["number"] == number and shown["invoice"]["lines"]
+    pdf = tmp_path / "one.pdf"
+    r = run("invoice", "pdf", number, "-o", str(pdf), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import facturx
+
+    assert pdf.read_bytes().startswith(b"%PDF")
+    name, xml = facturx.get_xml_from_pdf(pdf.read_bytes(), check_xsd=True)
+    assert name == "factur-x.xml" and number.encode() in xml
+    again = run("bill", "--period", listed[0]["period"], "--out", str(tmp_path / "inv"), "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert set(data) == {"period", "invoices", "credit_notes"} and data["credit_notes"] == []
+    assert set(data["invoices"][0]) == {"number", "participant", "supplier", "net_total", "vat", "total", "pdf", "xml"}
+    assert [i["number"] for i in data["invoices"]] == [i["number"] for i in listed]  # nothing new was issued
+    assert Path(data["invoices"][0]["pdf"]).is_file()  # files of earlier runs are written where asked
+    missing = run("invoice", "show", "NOPE-2026-000001", cwd=tmp_path)
+    assert missing.returncode == 2 and "no invoice" in missing.stderr
