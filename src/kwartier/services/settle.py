@@ -123,6 +123,11 @@ def _estimate(frame: pl.DataFrame, eans: list[str], starts: pl.Series, tz: str) 
 
 
 def _fingerprint(frame: pl.DataFrame) -> str:
+    """A cheap digest of input rows, to name what changed in a correction.
+
+    It may differ between polars versions; it never decides an amount (amounts are compared
+    directly), it only labels the inputs of a posting.
+    """
     if frame.is_empty():
         return "0" * 16
     return f"{int(frame.hash_rows(seed=7).sum()) % 2**64:016x}"

@@ -255,3 +255,24 @@ invoices = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_invoices_owner", "supplier", "participant", "period"),
 )
+
+#: Portal accounts: a participant sees its own data, an operator the community, a grid user aggregates.
+#: ``party`` is the grid party whose area a grid user sees (null: the whole community, still aggregated).
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(80), primary_key=True),
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("role", String(12), nullable=False),  # participant | operator | grid
+    Column("participant", String(40), nullable=True),
+    Column("party", String(40), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+#: Small key/value settings of the installation (e.g. the web secret that signs sessions and tokens).
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import polars as pl
 from sqlalchemy import BigInteger, Connection, Table, and_, bindparam, func, select, update
-
-from kwartier.store.schema import prices, readings
 
 UTC_DT = pl.Datetime("us", "UTC")
 
@@ -179,24 +177,9 @@ def _executemany_sqlite(dbapi: object, table: str, frame: pl.DataFrame) -> None:
         cur.close()
 
 
+#: The columns whose change makes a new version.
 READING_VALUES = ["import_wh", "export_wh", "status"]
 PRICE_VALUES = ["price_ueur_per_kwh", "status"]
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-__all__ = [
-    "PRICE_VALUES",
-    "READING_VALUES",
-    "VersionCounts",
-    "bulk_insert",
-    "current_frame",
-    "prices",
-    "readings",
-    "write_versions",
-]
 
 
 def select_frame(conn: Connection, stmt, schema: dict[str, pl.DataType]) -> pl.DataFrame:  # type: ignore[no-untyped-def]
