@@ -67,13 +67,14 @@ def energy_amounts(energy_wh: np.ndarray, prices_micro: np.ndarray) -> np.ndarra
         return out
     bound = int(np.abs(energy_wh).max(initial=0)) * int(np.abs(prices_micro).max(initial=0)) * q
     exact_float = bound < EXACT_LIMIT
-    p_float = prices_micro.astype(np.float64) if exact_float else None
+    p_float = prices_micro.astype(np.float64)
+    p_int = prices_micro.astype(np.int64)
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         if exact_float:
             out[lo:hi] = np.rint(energy_wh[lo:hi].astype(np.float64) @ p_float).astype(np.int64)
         else:
-            out[lo:hi] = energy_wh[lo:hi].astype(np.int64) @ prices_micro.astype(np.int64)
+            out[lo:hi] = energy_wh[lo:hi].astype(np.int64) @ p_int
     return out
 
 
@@ -166,7 +167,7 @@ def _micro(eur: Decimal) -> int:
 
 def _percent(comp, plan: LoadedPlan, energy: PeriodEnergy, out: dict[str, np.ndarray],  # type: ignore[no-untyped-def]
              constants: dict[str, Decimal]) -> np.ndarray:
-    base = sum(out[c] for c in comp.spec.of)
+    base: np.ndarray = np.sum([out[c] for c in comp.spec.of], axis=0)
     names = comp.price.names - set(constants)
     if not names:
         rate = Fraction(comp.price.evaluate(dict(constants)))

@@ -116,17 +116,23 @@ def _rows(conn: Connection) -> Iterator[dict[str, object]]:
         yield dict(row)
 
 
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer column, got {value!r}")
+    return value
+
+
 def verify(conn: Connection) -> Verdict:
     """Walk the chain from the first entry; report the first entry that is not what was written."""
     expected_prev, n = GENESIS, 0
     for row in _rows(conn):
         n += 1
-        seq = int(row["seq"])  # type: ignore[arg-type]
+        seq = _int(row["seq"])
         if seq != n:
             return Verdict(False, n - 1, seq, f"entry {seq} stands where entry {n} should: a row was deleted or moved")
         if row["prev_hash"] != expected_prev:
             return Verdict(False, n - 1, seq, "its prev_hash does not match the entry before it")
-        if int(row["amount_nano"]) <= 0 or row["debit"] == row["credit"]:  # type: ignore[arg-type]
+        if _int(row["amount_nano"]) <= 0 or row["debit"] == row["credit"]:
             return Verdict(False, n - 1, seq, "not a valid posting (amount <= 0 or debit = credit)")
         if entry_hash(row) != row["hash"]:
             return Verdict(False, n - 1, seq, "its content does not match its hash: the row was changed")

@@ -306,7 +306,7 @@ def _percent(comp: CompiledComponent, plan: LoadedPlan, env: pl.DataFrame, const
         if missing:
             raise PlanError(f"component {spec.id!r}: a varying percentage needs per-interval components, "
                             f"not {', '.join(missing)}")
-        base = sum(per_interval[c] for c in spec.of)
+        base = np.sum([per_interval[c] for c in spec.of], axis=0)
         names = sorted(expr.names - set(constants))
         frame = env.select(names).with_columns(pl.Series("__base", base, dtype=pl.Int64))
         exact = Fraction(0)

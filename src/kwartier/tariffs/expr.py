@@ -30,7 +30,7 @@ class Expression:
     """A checked expression: its text, its tree and the names it reads."""
 
     text: str
-    tree: ast.expression
+    tree: ast.Expression
     names: frozenset[str]
 
     def evaluate(self, env: Mapping[str, Decimal]) -> Decimal:

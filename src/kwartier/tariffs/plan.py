@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -279,7 +279,8 @@ def _unique_ids(plan: Plan, where: str) -> None:
 
 def _format_validation(where: str, data: dict, exc: ValidationError) -> str:
     lines = []
-    comps = data.get("components") if isinstance(data.get("components"), list) else []
+    raw_comps = data.get("components")
+    comps: list[Any] = raw_comps if isinstance(raw_comps, list) else []
     for err in exc.errors():
         loc = list(err["loc"])
         prefix = where
@@ -289,7 +290,8 @@ def _format_validation(where: str, data: dict, exc: ValidationError) -> str:
             prefix += f": component {cid!r} (components[{idx}])" if cid else f": components[{idx}]"
             loc = loc[2:]
         elif len(loc) >= 2 and loc[0] == "series" and isinstance(loc[1], int):
-            decls = data.get("series") if isinstance(data.get("series"), list) else []
+            raw = data.get("series")
+            decls: list[Any] = raw if isinstance(raw, list) else []
             sid = decls[loc[1]].get("id") if loc[1] < len(decls) and isinstance(decls[loc[1]], dict) else None
             prefix += f": series {sid!r} (series[{loc[1]}])" if sid else f": series[{loc[1]}]"
             loc = loc[2:]
