@@ -74,18 +74,37 @@ def test_p1_without_timestamp_needs_at(tmp_path):
     assert json.loads(r.stdout)["intervals"] == 0
 
 
-def test_demo_imports_and_its_costs_are_exact(tmp_path):
-    r = run("demo", "--json", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One default `kwartier demo --json` (last full month, 90 households); tests work on copies of its folder."""
+    folder = tmp_path_factory.mktemp("demo")
+    r = run("demo", "--json", cwd=folder)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    return folder, json.loads(r.stdout)
+
+
+def demo_copy(demo_run: tuple[Path, dict], tmp_path: Path) -> tuple[Path, dict]:
+    import shutil
+
+    shutil.copytree(demo_run[0], tmp_path / "d")
+    return tmp_path / "d", demo_run[1]
+
+
+def test_demo_imports_and_its_costs_are_exact(demo_run):
+    folder, out = demo_run
     assert out["reimport"] == {"new": 0, "revised": 0}
-    assert len(out["connections"]) == 5
-    prices = pl.read_csv(tmp_path / "kwartier-demo" / "prices_NL.csv",
+    assert len(out["connections"]) == 90 and out["participants"] == 90
+    from datetime import date, timedelta
+
+    this_month = date.today().replace(day=1)
+    assert out["from"] == (this_month - timedelta(days=1)).replace(day=1).isoformat()  # the last full month
+    assert out["to"] == this_month.isoformat() and out["not_billed"] is None
+    prices = pl.read_csv(folder / "kwartier-demo" / "prices_NL.csv",
                          schema_overrides={"price_eur_per_mwh": pl.String})
     price_of = dict(zip(prices["timestamp"], prices["price_eur_per_mwh"], strict=True))
     window = out["spot_window"]
     for c in out["connections"]:
-        rows = pl.read_csv(tmp_path / "kwartier-demo" / f"readings_{c['ean']}.csv",
+        rows = pl.read_csv(folder / "kwartier-demo" / f"readings_{c['ean']}.csv",
                            schema_overrides={"import_kwh": pl.String, "export_kwh": pl.String})
         rows = rows.filter((pl.col("timestamp") >= window["from"]) & (pl.col("timestamp") < window["to"]))
         # Independent reference: Decimal kWh x EUR/MWh / 1000, summed, rounded once.
@@ -94,38 +113,40 @@ def test_demo_imports_and_its_costs_are_exact(tmp_path):
         assert Decimal(c["spot_cost_eur"]) == exact.quantize(Decimal("0.01"))
         assert Decimal(c["import_kwh"]) == sum(Decimal(k) for k in rows["import_kwh"])
     settled = out["settlement"]
-    assert len(settled["by_participant"]) == 5 and settled["estimated_intervals"] == 0
+    assert len(settled["by_participant"]) == 90 and settled["estimated_intervals"] == 0
     assert settled["debit_total"] == settled["credit_total"]
     assert sum(Decimal(v) for v in settled["by_participant"].values()) == sum(
         Decimal(v) for v in settled["by_payee"].values())
     assert out["ledger"]["ok"] and out["ledger"]["entries"] == settled["postings"]
+    assert out["invoice_count"] == len(out["invoices"]) == 90
 
 
-def test_settle_and_ledger_commands(tmp_path):
+def test_settle_and_ledger_commands(demo_run, tmp_path):
     import sqlite3
 
-    assert run("demo", "--json", cwd=tmp_path).returncode == 0
-    period = json.loads(run("demo", "--json", cwd=tmp_path).stdout)["settlement"]["period"]
-    again = run("settle", "--period", period, "--json", cwd=tmp_path)
+    folder, out = demo_copy(demo_run, tmp_path)
+    period = out["settlement"]["period"]
+    again = run("settle", "--period", period, "--json", cwd=folder)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["new_postings"] == 0
-    ok = run("ledger", "verify", "--json", cwd=tmp_path)
+    ok = run("ledger", "verify", "--json", cwd=folder)
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
-    balances = json.loads(run("ledger", "balances", "--json", cwd=tmp_path).stdout)
+    balances = json.loads(run("ledger", "balances", "--json", cwd=folder).stdout)
     assert balances["sum"] == "0.00"
-    with sqlite3.connect(tmp_path / "kwartier.db") as db:  # someone edits an amount behind kwartier's back
+    with sqlite3.connect(folder / "kwartier.db") as db:  # someone edits an amount behind kwartier's back
         db.execute("UPDATE journal SET amount_nano = amount_nano + 10000000 WHERE seq = 3")
-    broken = run("ledger", "verify", "--json", cwd=tmp_path)
+    broken = run("ledger", "verify", "--json", cwd=folder)
     assert broken.returncode == 1
     assert json.loads(broken.stdout)["first_bad"]["seq"] == 3
-    bad = run("settle", "--period", "2026-13", cwd=tmp_path)
+    bad = run("settle", "--period", "2026-13", cwd=folder)
     assert bad.returncode == 2 and "not YYYY-MM" in bad.stderr
 
 
-def test_bill_and_invoice_commands(tmp_path):
-    assert run("demo", "--json", cwd=tmp_path).returncode == 0
+def test_bill_and_invoice_commands(demo_run, tmp_path):
+    folder, _out = demo_copy(demo_run, tmp_path)
+    tmp_path = folder  # the commands below run in the copied demo folder
     listed = json.loads(run("invoice", "list", "--json", cwd=tmp_path).stdout)["invoices"]
-    assert len(listed) == 5 and {i["kind"] for i in listed} == {"invoice"}
+    assert len(listed) == 90 and {i["kind"] for i in listed} == {"invoice"}
     number = listed[0]["number"]
     shown = json.loads(run("invoice", "show", number, "--json", cwd=tmp_path).stdout)
     assert shown["invoice"]["number"] == number and shown["invoice"]["lines"]

@@ -105,3 +105,10 @@ def test_explanations_in_three_languages(locale, words):
     feed = next(p for p in parts if p.component == "feed_in")
     assert feed.eur_per_kwh < 0
     assert {"nl": "je ontvangt", "en": "you receive", "fr": "vous recevez"}[locale] in feed.sentence
+
+
+@pytest.mark.parametrize("plan_id", ["nl-fixed-2026", "nl-daynight-2026"])
+def test_contract_prices_are_fixed_from_the_start(plan_id):
+    table = prices(load_plan(plan_id), market(), DAY, DAY + timedelta(days=1), DAY - timedelta(hours=12))
+    assert table.height == 96 * len(set(table["component"]))
+    assert set(table["status"]) == {"fixed"}  # known when the contract was signed

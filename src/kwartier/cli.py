@@ -171,16 +171,48 @@ def formats_cmd(json_out: JsonOption = False) -> None:
 @app.command("demo")
 def demo_cmd(
     folder: Annotated[Path, typer.Option("--out", help="Where the generated files go.")] = Path("kwartier-demo"),
+    date_from: Annotated[str | None, typer.Option("--from", help="First local day, YYYY-MM-DD "
+                                                  "(default: the first day of last month).")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Day after the last, YYYY-MM-DD (exclusive; "
+                                                "default: the first day of this month).")] = None,
+    prices: Annotated[Path | None, typer.Option("--prices", help="Day-ahead price file to use (any supported "
+                                                "format, zone NL); default: the synthetic price model.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """A small community: generate last month and this month's data, import it, settle last month."""
-    from kwartier.services.demo import run_demo
+    """A Breda-like community of 90 households: generate the period, import it, settle and bill whole months."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kwartier.community.definition import DefinitionError
+    from kwartier.services.billing import BillingError
+    from kwartier.services.demo import DemoError, demo_steps, run_demo
+    from kwartier.services.settle import SettleError
+    from kwartier.tariffs.compose import MissingData
+
+    try:
+        first = date.fromisoformat(date_from) if date_from else None
+        end = date.fromisoformat(date_to) if date_to else None
+    except ValueError as exc:
+        raise fail(f"--from/--to: {exc} (use YYYY-MM-DD)") from None
+    if prices is not None and not prices.is_file():
+        raise fail(f"--prices {prices}: no such file")
+    bar = Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, disable=json_out, transient=True)
+    task = bar.add_task("kwartier demo", total=demo_steps(first, end))
+    seen = [0]
+
+    def step(message: str) -> None:
+        bar.update(task, description=message, advance=1 if seen[0] else 0)
+        seen[0] += 1
 
     try:
         engine = open_store(State.db)
-        result = run_demo(engine, folder, console=None if json_out else err)
-    except InputRejected as exc:
-        raise fail(str(exc)) from None
+        with bar:
+            result = run_demo(engine, folder, first=first, end=end, prices_file=prices, progress=step)
+    except (InputRejected, DemoError, MissingData, SettleError, BillingError, DefinitionError) as exc:
+        hint = "; the --prices file must cover the whole period" if isinstance(exc, MissingData) else ""
+        raise fail(f"{exc}{hint}") from None
     except StoreError as exc:
         raise fail(str(exc), 1) from None
     if json_out:
@@ -628,6 +660,61 @@ def community_load_cmd(
     out.print(table)
     if summary.load_id is None:
         out.print("nothing changed; nothing written")
+
+
+# --- web portal: serve, users ---------------------------------------------------------------------
+
+users_app = typer.Typer(help="Portal users: participants, operators, grid operators.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add_cmd(
+    username: Annotated[str, typer.Argument(help="The login name.")],
+    role: Annotated[str, typer.Option("--role", help="participant, operator or grid.")],
+    participant: Annotated[str | None, typer.Option("--participant", help="The participant id (role participant).")]
+    = None,
+    party: Annotated[str | None, typer.Option("--party", help="The grid party whose area a grid user sees.")] = None,
+    password: Annotated[str | None, typer.Option("--password", help="The password (asked when not given).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Add a portal user; the password is stored as an argon2id hash."""
+    from kwartier.web.auth import UserError, create_user
+
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = create_user(open_store(State.db), username, password, role, participant, party=party)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    data = {"username": user.username, "role": user.role, "participant": user.participant, "party": user.party}
+    if json_out:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    out.print(f"user {user.username} added ({user.role}{', ' + user.participant if user.participant else ''})")
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """The web portal and the JSON API (/api/v1/docs); $KWARTIER_SECRET signs sessions, else the store's."""
+    import os
+
+    import uvicorn
+
+    from kwartier.web.app import create_app
+
+    try:
+        engine = open_store(State.db)
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    secret = os.environ.get("KWARTIER_SECRET")
+    uvicorn.run(create_app(engine, secret=secret.encode() if secret else None), host=host, port=port,
+                proxy_headers=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

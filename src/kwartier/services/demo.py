@@ -1,9 +1,12 @@
-"""The demo: generate a small community's week, import it through the real importers, summarise it."""
+"""The demo: a Breda-like community of 90 households, generated, imported, settled and billed for a period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,143 +15,81 @@ import polars as pl
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine
 
 from kwartier import synth
 from kwartier.ids import make_ean18
 from kwartier.money import format_eur, nano_to_cents
 from kwartier.services.imports import ImportSummary, import_prices, import_readings
-from kwartier.store import schema
 from kwartier.timegrid import DEFAULT_TZ, interval_starts, iso_utc, local_period_bounds
 
-#: The demo households: (label, annual consumption kWh, PV kWp).
-HOUSEHOLDS = (
-    ("family, 5 kWp PV", 3500, 5.0),
-    ("couple, 8 kWp PV", 2800, 8.0),
-    ("apartment", 1600, 0.0),
-    ("heat pump, 6 kWp PV", 6500, 6.0),
-    ("single person", 1400, 0.0),
-)
 SEED = 20270101
+N_HOUSEHOLDS = 90
+N_PV, N_BATTERIES, N_HEAT_PUMPS, N_EVS = 70, 39, 18, 24
+BATTERY_KWH, BATTERY_KW = 13.5, 5.0
+TRANSFORMER_KVA = 250  # the grid operator's transformer: limited, as in the pilot (steering will use it)
+#: Contracts: mostly the dynamic plan, some JEM 2.0, some fixed and day/night (counts add up to 90).
+PLAN_MIX = (("nl-dynamic-2026", 56), ("jem-2.0", 16), ("nl-fixed-2026", 12), ("nl-daynight-2026", 6))
+LOCALE_MIX = (("nl", 64), ("en", 16), ("fr", 10))
+LAT_DEG, LON_DEG = 51.59, 4.78  # Breda
+SAMPLE_PDFS = 1  # billing stores all invoices; PDFs are rendered for this many (the rest on demand)
+Progress = Callable[[str], None]
 
 
-@dataclass
-class DemoResult:
-    period: tuple[date, date]
-    files: list[Path]
-    imports: list[ImportSummary]
-    reimport_new: int
-    reimport_revised: int
-    settlement: dict[str, object] = field(default_factory=dict)
-    ledger: dict[str, object] = field(default_factory=dict)
-    spot_window: tuple[str, str] = ("", "")
-    invoices: list[dict[str, object]] = field(default_factory=list)
-    connections: list[dict[str, object]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        prices = self.imports[0].to_json()
-        return {
-            "from": self.period[0].isoformat(),
-            "to": self.period[1].isoformat(),
-            "zone": prices["zone"],
-            "price_intervals": prices["intervals"],
-            "min_eur_per_kwh": prices["min_eur_per_kwh"],
-            "max_eur_per_kwh": prices["max_eur_per_kwh"],
-            "connections": self.connections,
-            "reimport": {"new": self.reimport_new, "revised": self.reimport_revised},
-            "spot_window": {"from": self.spot_window[0], "to": self.spot_window[1]},
-            "settlement": self.settlement,
-            "ledger": self.ledger,
-            "invoices": self.invoices,
-        }
-
-    def print(self, console: Console) -> None:
-        data = self.to_json()
-        console.print(
-            f"[bold]kwartier demo[/]: a community of {len(self.connections)} households, local days "
-            f"{data['from']} .. {data['to']} (end exclusive), zone {data['zone']}"
-        )
-        console.print(
-            f"day-ahead prices: {data['price_intervals']} quarter-hours, "
-            f"{data['min_eur_per_kwh']} .. {data['max_eur_per_kwh']} EUR/kWh"
-        )
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("EAN", no_wrap=True)
-        table.add_column("household", no_wrap=True)
-        for head in ("import\nkWh", "export\nkWh", "spot cost\nEUR", "avg price\nEUR/kWh"):
-            table.add_column(head, justify="right", no_wrap=True)
-        for c in self.connections:
-            table.add_row(str(c["ean"]), str(c["household"]), str(c["import_kwh"]), str(c["export_kwh"]),
-                          str(c["spot_cost_eur"]), str(c["avg_spot_eur_per_kwh"]))
-        console.print(table)
-        console.print("the last 7 days; spot cost = import energy x day-ahead price per quarter, exact, "
-                      "rounded once to the cent.")
-        st = self.settlement
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                      title=f"settled {st['period']}: what each household owes, incl. VAT", title_justify="left")
-        table.add_column("participant", no_wrap=True)
-        table.add_column("plan", no_wrap=True)
-        table.add_column("EUR", justify="right")
-        for i, (pid, owed) in enumerate(st["by_participant"].items()):  # type: ignore[union-attr]
-            table.add_row(pid, PLANS[i] if i < len(PLANS) else "", str(owed))
-        console.print(table)
-        payees = ", ".join(f"{k} {v}" for k, v in st["by_payee"].items())  # type: ignore[union-attr]
-        console.print(f"paid to: {payees} EUR; {st['new_postings']} ledger postings, debits {st['debit_total']} = "
-                      f"credits {st['credit_total']} EUR")
-        led = self.ledger
-        console.print(f"ledger verify: {'intact' if led['ok'] else 'BROKEN'}, {led['entries']} entries "
-                      "(kwartier ledger verify)")
-        if self.invoices:
-            first, last = self.invoices[0], self.invoices[-1]
-            console.print(f"invoices: {first['number']} .. {last['number']} (PDF with Factur-X XML, and UBL) in "
-                          f"{Path(str(first['pdf'])).parent}/; see kwartier invoice list")
-        console.print(
-            f"imported again: {self.reimport_new} new, {self.reimport_revised} revised (imports are idempotent)."
-        )
-        console.print(f"files in {self.files[0].parent}; database ready for `kwartier import ...`.")
+class DemoError(ValueError):
+    """A demo that cannot be built as asked (an empty period, a period before the weather starts, ...)."""
 
 
-def generate(folder: Path, first: date, days: int, tz: str = DEFAULT_TZ) -> list[Path]:
-    """Write a price file and one meter file per household (generic CSV) for ``days`` local days."""
-    folder.mkdir(parents=True, exist_ok=True)
-    start, end = local_period_bounds(first, first + timedelta(days=days), tz)
-    starts = interval_starts(start, end)
-    epoch_s = starts.dt.epoch("s").to_numpy()
-    local = starts.dt.convert_time_zone(tz)
-    local_hour = (local.dt.hour() + local.dt.minute() / 60).to_numpy().astype(np.float64)
-    weekend = (local.dt.weekday() >= 6).to_numpy().astype(np.float64)
-    day_index = ((epoch_s - epoch_s[0]) // 86400).astype(np.int64)
-    rng = np.random.default_rng(SEED + first.toordinal())
-    clearness = synth.daily_cloudiness(int(day_index.max()) + 1, rng)[day_index]
-    solar = synth.solar_elevation_sin(epoch_s, 51.59, 4.78)
-    price = synth.day_ahead_eur_per_mwh(local_hour, solar, clearness, rng)
-    stamps = starts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    files = [folder / "prices_NL.csv"]
-    pl.DataFrame({"timestamp": stamps, "price_eur_per_mwh": [f"{p:.2f}" for p in price]}).write_csv(files[0])
-    for i, (_label, annual_kwh, kwp) in enumerate(HOUSEHOLDS):
-        load = synth.household_load_wh(local_hour, annual_kwh, rng, weekend)
-        pv = synth.pv_energy_wh(epoch_s, kwp, clearness) if kwp else np.zeros_like(load)
-        imp, exp = np.clip(load - pv, 0, None), np.clip(pv - load, 0, None)
-        path = folder / f"readings_{demo_ean(i)}.csv"
-        pl.DataFrame(
-            {"timestamp": stamps, "import_kwh": [f"{v / 1000:.3f}" for v in imp],
-             "export_kwh": [f"{v / 1000:.3f}" for v in exp]}
-        ).write_csv(path)
-        files.append(path)
-    return files
+@dataclass(frozen=True)
+class Household:
+    """One demo household: its contract, its assets and the parameters of its models."""
+
+    participant: str
+    name: str
+    email: str
+    locale: str
+    ean: str
+    plan: str
+    annual_kwh: float
+    pv_kwp: float
+    battery: bool
+    heat_loss_w_per_k: float  # 0: no heat pump
+    ev_commute_km: float  # 0: no EV
+    away_on_workdays: bool
+
+    @property
+    def label(self) -> str:
+        parts = [f"PV {self.pv_kwp:g} kWp"] if self.pv_kwp else []
+        parts += ["battery"] * self.battery + ["heat pump"] * bool(self.heat_loss_w_per_k)
+        return ", ".join(parts + ["EV"] * bool(self.ev_commute_km)) or "no assets"
 
 
-def demo_ean(i: int) -> str:
-    """The demo's EAN for household ``i``: a Dutch-looking prefix and a valid check digit."""
-    return make_ean18(f"87100000000000{i + 1:03d}")
+def households(n: int = N_HOUSEHOLDS, seed: int = SEED) -> list[Household]:
+    """The demo's households: always the same ones (seeded), with PV on most and 39 home batteries."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    pv = set(order[:N_PV].tolist())
+    battery = set(order[:N_BATTERIES].tolist())  # every battery household has PV
+    heat_pump = set(rng.permutation(n)[:N_HEAT_PUMPS].tolist())
+    ev = set(rng.permutation(n)[:N_EVS].tolist())
+    plans = rng.permutation([p for p, k in PLAN_MIX for _ in range(k)])
+    locales = rng.permutation([loc for loc, k in LOCALE_MIX for _ in range(k)])
+    out = []
+    for i in range(n):
+        pid = f"household-{i + 1:02d}"
+        out.append(Household(
+            participant=pid, name=f"Household {i + 1:02d}", email=f"{pid}@example.org", locale=str(locales[i]),
+            ean=make_ean18(f"87100000000000{i + 1:03d}"), plan=str(plans[i]),
+            annual_kwh=round(float(np.clip(rng.lognormal(np.log(2700), 0.3), 1200, 6000))),
+            pv_kwp=round(float(rng.uniform(3.0, 8.0)), 1) if i in pv else 0.0, battery=i in battery,
+            heat_loss_w_per_k=round(float(rng.uniform(120, 240))) if i in heat_pump else 0.0,
+            ev_commute_km=round(float(rng.uniform(8, 45))) if i in ev else 0.0,
+            away_on_workdays=bool(rng.random() < 0.6)))
+    return out
 
 
-#: The demo households' contracts: a mix of the built-in plans.
-PLANS = ("nl-dynamic-2026", "nl-dynamic-2026", "nl-fixed-2026", "nl-daynight-2026", "nl-dynamic-2026")
-
-
-def community_toml(first: date) -> str:
-    """The demo community: one supplier (also the aggregator), a grid operator, the tax office, a cooperative."""
+def community_toml(homes: list[Household], valid_from: date) -> str:
+    """The community: a supplier that is also the aggregator, a grid operator, the tax office, a cooperative."""
     parts = [
         '[community]\nid = "kwartier-demo"\nname = "Demo community (Breda)"\ntimezone = "Europe/Amsterdam"\n'
         'zone = "NL"\n',
@@ -156,89 +97,300 @@ def community_toml(first: date) -> str:
         'vat_id = "NL001234567B01"\n',
         '[[parties]]\nid = "netbeheer"\nroles = ["grid"]\nname = "Grid operator (demo)"\nvat_id = "NL009988776B01"\n',
         '[[parties]]\nid = "belastingdienst"\nroles = ["tax"]\nname = "Belastingdienst"\n',
-        '[[parties]]\nid = "coop"\nroles = ["community"]\nname = "Energy cooperative (demo)"\n',
+        '[[parties]]\nid = "coop"\nroles = ["community"]\nname = "Energy cooperative (demo)"\n'
+        'vat_id = "NL005566778B01"\n',
     ]
-    for i, (label, _kwh, _kwp) in enumerate(HOUSEHOLDS):
-        parts.append(f'[[participants]]\nid = "household-{i + 1}"\nname = "Household {i + 1} ({label})"\n'
-                     f'email = "household{i + 1}@example.org"\nlocale = "{("nl", "en", "fr", "nl", "en")[i]}"\n')
-        parts.append(f'[[connections]]\nean = "{demo_ean(i)}"\nparticipant = "household-{i + 1}"\n'
-                     f'grid_area = "Breda"\ncapacity_kw = "17.25"\ngrid = "netbeheer"\n')
-        parts.append(f'[[contracts]]\nid = "contract-{i + 1}"\ntarget = "{demo_ean(i)}"\nsupplier = "zuidstroom"\n'
-                     f'plan = "{PLANS[i]}"\nvalid_from = {first.isoformat()}\n')
+    for h in homes:
+        parts.append(f'[[participants]]\nid = "{h.participant}"\nname = "{h.name} ({h.label})"\n'
+                     f'email = "{h.email}"\nlocale = "{h.locale}"\n')
+        parts.append(f'[[connections]]\nean = "{h.ean}"\nparticipant = "{h.participant}"\ngrid_area = "Breda"\n'
+                     f'capacity_kw = "17.25"\ngrid = "netbeheer"\n')
+        parts.append(f'[[contracts]]\nid = "contract-{h.participant[10:]}"\ntarget = "{h.ean}"\n'
+                     f'supplier = "zuidstroom"\nplan = "{h.plan}"\nvalid_from = {valid_from.isoformat()}\n')
     return "\n".join(parts)
 
 
-def run_demo(engine: Engine, folder: Path, *, today: date | None = None, console: Console | None = None
+def default_period(today: date) -> tuple[date, date]:
+    """The last full local month before ``today``: (first day, first day of the next month)."""
+    end = today.replace(day=1)
+    return (end - timedelta(days=1)).replace(day=1), end
+
+
+def full_months(first: date, end: date) -> list[str]:
+    """The months (YYYY-MM) lying wholly inside the local days ``[first, end)``."""
+    out, m = [], first.replace(day=1)
+    while True:
+        nxt = (m + timedelta(days=32)).replace(day=1)
+        if nxt > end:
+            return out
+        if m >= first:
+            out.append(f"{m:%Y-%m}")
+        m = nxt
+
+
+@dataclass
+class Generated:
+    """What :func:`generate` wrote, and the community's peak flows at the transformer."""
+
+    files: dict[str, Path]  # readings file per EAN
+    prices: Path | None
+    peak_import_kw: float
+    peak_export_kw: float
+
+
+def _kwh_text(wh: pl.Expr) -> pl.Expr:
+    """Integer Wh as a kWh text with exactly three decimals (exact, no float formatting)."""
+    return (wh // 1000).cast(pl.String) + "." + (wh % 1000).cast(pl.String).str.zfill(3)
+
+
+def generate(folder: Path, first: date, end: date, homes: list[Household], *, synthetic_prices: bool = True,
+             tz: str = DEFAULT_TZ) -> Generated:
+    """Write the period's weather, one meter file per household (generic CSV, after PV and battery), the
+    synthetic day-ahead prices (unless prices come from a file) and ``households.json``."""
+    if first.toordinal() < date(2000, 1, 1).toordinal():
+        raise DemoError(f"--from {first}: the demo's synthetic weather starts on 2000-01-01")
+    folder.mkdir(parents=True, exist_ok=True)
+    starts = interval_starts(*local_period_bounds(first, end, tz))
+    epoch_s = starts.dt.epoch("s").to_numpy()
+    local = starts.dt.convert_time_zone(tz)
+    hour = (local.dt.hour() + local.dt.minute() / 60).to_numpy().astype(np.float64)
+    day_index = (local.dt.date().cast(pl.Int32) - (first - date(1970, 1, 1)).days).to_numpy()
+    day_of_year = local.dt.ordinal_day().to_numpy().astype(np.float64)
+    weekday = local.dt.weekday().to_numpy()
+    day_type = np.select([weekday == 6, weekday == 7], [synth.SATURDAY, synth.SUNDAY], synth.WORKDAY)
+    n_days = (end - first).days
+    daily_c, clear = synth.daily_weather(first.toordinal(), n_days, SEED)
+    temperature_c = synth.quarter_temperature_c(daily_c[day_index], hour)
+    days_type = day_type[np.searchsorted(day_index, np.arange(n_days))]
+    stamps = starts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    pl.DataFrame({"day": [first + timedelta(days=d) for d in range(n_days)],
+                  "temperature_c": np.round(daily_c, 2), "clearness": np.round(clear, 3)}).write_csv(
+        folder / "weather.csv")
+    prices = None
+    if synthetic_prices:
+        rng = np.random.default_rng([SEED, first.toordinal(), end.toordinal()])
+        solar = synth.solar_elevation_sin(epoch_s, LAT_DEG, LON_DEG)
+        price = synth.day_ahead_eur_per_mwh(hour, solar, clear[day_index], rng)
+        prices = folder / "prices_NL.csv"
+        pl.DataFrame({"timestamp": stamps, "price_eur_per_mwh": [f"{p:.2f}" for p in price]}).write_csv(prices)
+    loads, pvs = np.zeros((len(homes), starts.len()), np.int64), np.zeros((len(homes), starts.len()), np.int64)
+    for k, h in enumerate(homes):
+        rng = np.random.default_rng([SEED, k, first.toordinal(), end.toordinal()])
+        load = synth.household_demand_wh(hour, day_of_year, day_type, day_index, h.annual_kwh, rng)
+        if h.heat_loss_w_per_k:
+            presence = synth.heating_presence(hour, day_type, h.away_on_workdays)
+            load += synth.heat_pump_electricity_wh(temperature_c, presence, h.heat_loss_w_per_k)
+        if h.ev_commute_km:
+            arrival_h = np.clip(rng.normal(18.0, 0.6, n_days), 16.5, 21.0)
+            need = synth.ev_daily_need_wh(days_type, h.ev_commute_km, rng)
+            load += synth.ev_charging_wh(hour, day_index, arrival_h, need)
+        loads[k] = load
+        if h.pv_kwp:
+            pvs[k] = synth.pv_energy_wh(epoch_s, h.pv_kwp * rng.uniform(0.85, 1.0), clear[day_index],
+                                        LAT_DEG, LON_DEG)
+    imp, exp = np.clip(loads - pvs, 0, None), np.clip(pvs - loads, 0, None)
+    with_battery = np.array([h.battery for h in homes])
+    if with_battery.any():
+        imp[with_battery], exp[with_battery] = synth.battery_self_consumption(
+            loads[with_battery], pvs[with_battery], BATTERY_KWH * 1000, BATTERY_KW * 1000)
+    files = {}
+    for k, h in enumerate(homes):
+        path = folder / f"readings_{h.ean}.csv"
+        pl.DataFrame({"timestamp": stamps, "i": imp[k], "e": exp[k]}).select(
+            "timestamp", _kwh_text(pl.col("i")).alias("import_kwh"), _kwh_text(pl.col("e")).alias("export_kwh")
+        ).write_csv(path)
+        files[h.ean] = path
+    meta = {"seed": SEED, "site": {"lat_deg": LAT_DEG, "lon_deg": LON_DEG},
+            "grid": {"operator": "netbeheer", "transformer_kva": TRANSFORMER_KVA},
+            "battery_model": "placeholder until steering: self-consumption only (charge from PV surplus, "
+                             "discharge to cover load, no grid charging); meter data is after the battery",
+            "households": [{**asdict(h), "battery_kwh": BATTERY_KWH if h.battery else 0.0,
+                            "battery_kw": BATTERY_KW if h.battery else 0.0} for h in homes]}
+    (folder / "households.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return Generated(files, prices, float((imp.sum(axis=0) - exp.sum(axis=0)).max()) * 4 / 1000,
+                     float((exp.sum(axis=0) - imp.sum(axis=0)).max()) * 4 / 1000)
+
+
+@dataclass
+class DemoResult:
+    period: tuple[date, date]
+    folder: Path
+    homes: list[Household]
+    imports: list[ImportSummary]
+    reimport_new: int
+    reimport_revised: int
+    months: list[str]
+    peak_kw: tuple[float, float] = (0.0, 0.0)
+    settlements: list[dict[str, object]] = field(default_factory=list)
+    ledger: dict[str, object] = field(default_factory=dict)
+    spot_window: tuple[str, str] = ("", "")
+    invoices: list[dict[str, object]] = field(default_factory=list)
+    connections: list[dict[str, object]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def partial_note(self) -> str | None:
+        if self.period[0].day == 1 and self.period[1].day == 1:
+            return None
+        return "the period's partial months are imported but not settled or billed (only whole local months are)"
+
+    def to_json(self) -> dict[str, object]:
+        """The summary; ``invoices`` lists the invoices (as before), ``invoice_count`` is how many."""
+        prices = self.imports[0].to_json()
+        return {
+            "from": self.period[0].isoformat(), "to": self.period[1].isoformat(),
+            "participants": len(self.homes), "invoice_count": len(self.invoices),
+            "zone": prices["zone"], "price_intervals": prices["intervals"], "price_source": self.imports[0].format,
+            "min_eur_per_kwh": prices["min_eur_per_kwh"], "max_eur_per_kwh": prices["max_eur_per_kwh"],
+            "batteries": sum(h.battery for h in self.homes), "folder": str(self.folder),
+            "transformer": {"capacity_kva": TRANSFORMER_KVA, "peak_import_kw": round(self.peak_kw[0], 1),
+                            "peak_export_kw": round(self.peak_kw[1], 1)},
+            "connections": self.connections,
+            "imported": {"new": sum(s.counts.new for s in self.imports),
+                         "unchanged": sum(s.counts.unchanged for s in self.imports),
+                         "revised": sum(s.counts.revised for s in self.imports)},
+            "reimport": {"new": self.reimport_new, "revised": self.reimport_revised},
+            "spot_window": {"from": self.spot_window[0], "to": self.spot_window[1]},
+            "months": self.months, "not_billed": self.partial_note,
+            "settlement": self.settlements[-1] if self.settlements else None,
+            "settlements": self.settlements,
+            "ledger": self.ledger,
+            "invoices": self.invoices,
+            "seconds": round(self.seconds, 1),
+        }
+
+    def print(self, console: Console) -> None:
+        data = self.to_json()
+        console.print(
+            f"[bold]kwartier demo[/]: {data['participants']} households ({data['batteries']} with a "
+            f"{BATTERY_KWH:g} kWh / {BATTERY_KW:g} kW battery), local days {data['from']} .. {data['to']} "
+            f"(end exclusive), zone {data['zone']}, in {data['seconds']} s")
+        console.print(f"day-ahead prices ({data['price_source']}): {data['price_intervals']} intervals, "
+                      f"{data['min_eur_per_kwh']} .. {data['max_eur_per_kwh']} EUR/kWh")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for head in ("participant", "assets", "plan"):
+            table.add_column(head, no_wrap=True)
+        for head in ("import\nkWh", "export\nkWh", "spot cost\nEUR", "avg price\nEUR/kWh", "owes\nEUR"):
+            table.add_column(head, justify="right", no_wrap=True)
+        owed = (self.settlements[-1]["by_participant"] if self.settlements else {})
+        for h, c in zip(self.homes, self.connections, strict=True):
+            table.add_row(h.participant, h.label, h.plan, str(c["import_kwh"]), str(c["export_kwh"]),
+                          str(c["spot_cost_eur"]), str(c["avg_spot_eur_per_kwh"]),
+                          str(owed.get(h.participant, "")))  # type: ignore[union-attr]
+        console.print(table)
+        console.print("import, export and spot cost: the period's last 7 days (spot cost = import energy x "
+                      "day-ahead price per quarter, exact, rounded once to the cent); owes: the last settled "
+                      "month, incl. VAT.")
+        t = data["transformer"]
+        console.print(f"transformer {t['capacity_kva']} kVA: community peak import {t['peak_import_kw']} kW, "  # type: ignore[index]
+                      f"peak export {t['peak_export_kw']} kW (batteries: self-consumption placeholder)")  # type: ignore[index]
+        for st in self.settlements:
+            payees = ", ".join(f"{k} {v}" for k, v in st["by_payee"].items())  # type: ignore[union-attr]
+            console.print(f"settled {st['period']}: paid to {payees} EUR; {st['new_postings']} new ledger "
+                          f"postings, debits {st['debit_total']} = credits {st['credit_total']} EUR")
+        if self.partial_note:
+            console.print(f"[yellow]note:[/] {self.partial_note}")
+        led = self.ledger
+        console.print(f"ledger verify: {'intact' if led['ok'] else 'BROKEN'}, {led['entries']} entries "
+                      "(kwartier ledger verify)")
+        if self.invoices:
+            first, last = self.invoices[0], self.invoices[-1]
+            sample = f"; a sample PDF in {Path(str(first['pdf'])).parent}/" if first.get("pdf") else ""
+            console.print(f"invoices: {len(self.invoices)} stored, {first['number']} .. {last['number']}{sample}; "
+                          "see kwartier invoice list / show / pdf")
+        imported = data["imported"]
+        console.print(f"imported {imported['new']} new, {imported['unchanged']} unchanged, "  # type: ignore[index]
+                      f"{imported['revised']} revised values; again: {self.reimport_new} new, "  # type: ignore[index]
+                      f"{self.reimport_revised} revised (imports are idempotent).")
+        console.print(f"files in {self.folder}/ (households.json: the households and their models); "
+                      "database ready for `kwartier serve` (next round) and `kwartier import ...`.")
+
+
+def run_demo(engine: Engine, folder: Path, *, first: date | None = None, end: date | None = None,
+             prices_file: Path | None = None, today: date | None = None, progress: Progress | None = None,
              ) -> DemoResult:
-    """Generate last month and this month up to today, import it, settle last month, verify the ledger."""
+    """Generate the period (default: the last full month), import it, settle and bill every whole month."""
+    from kwartier.services.billing import bill, find, write_files
     from kwartier.services.community import load_community
     from kwartier.services.settle import settle
     from kwartier.settle.ledger import verify
 
-    today = today or datetime.now(UTC).date()
-    this_month = today.replace(day=1)
-    first = (this_month - timedelta(days=1)).replace(day=1)
-    days = (today - first).days + 1
-    say = console.print if console else (lambda *_a, **_k: None)
-    say(f"generating {days} days ({first} .. {today}) for {len(HOUSEHOLDS)} households in {folder}/ ...")
-    files = generate(folder, first, days)
+    clock = time.monotonic()
+    today = today or date.today()
+    default_first, default_end = default_period(today)
+    first, end = first or default_first, end or default_end
+    if end <= first:
+        raise DemoError(f"--to {end} must be after --from {first} (the end is exclusive)")
+    step = progress or (lambda _msg: None)
+    homes = households()
+    months = full_months(first, end)
+    step(f"generating {len(homes)} households, {first} .. {end}")
+    gen = generate(folder, first, end, homes, synthetic_prices=prices_file is None)
     community = folder / "community.toml"
-    community.write_text(community_toml(first), encoding="utf-8")
+    community.write_text(community_toml(homes, first.replace(day=1)), encoding="utf-8")
+    step("loading the community")
     load_community(engine, community)
-    summaries = [import_prices(engine, files[0], zone="NL")]
-    for i, path in enumerate(files[1:]):
-        summaries.append(import_readings(engine, path, demo_ean(i)))
-        say(f"imported {path.name}")
-    again = [import_prices(engine, files[0], zone="NL")] + [
-        import_readings(engine, p, demo_ean(i)) for i, p in enumerate(files[1:])
-    ]
-    period = f"{first:%Y-%m}"
-    say(f"settling {period} ...")
-    settled = settle(engine, period)
+    price_path = prices_file or gen.prices
+    assert price_path is not None
+    rounds: list[list[ImportSummary]] = []
+    for label in ("importing", "importing again"):  # the second round shows that imports are idempotent
+        step(f"{label} {price_path.name}")
+        summaries = [import_prices(engine, price_path, zone="NL")]
+        for h in homes:
+            step(f"{label} {gen.files[h.ean].name}")
+            summaries.append(import_readings(engine, gen.files[h.ean], h.ean))
+        rounds.append(summaries)
+    result = DemoResult((first, end), folder, homes, rounds[0], sum(s.counts.new for s in rounds[1]),
+                        sum(s.counts.revised for s in rounds[1]), months, (gen.peak_import_kw, gen.peak_export_kw))
+    for period in months:
+        step(f"settling {period}")
+        result.settlements.append(settle(engine, period).to_json())
+        step(f"billing {period}")
+        result.invoices += bill(engine, period, None, today=today).to_json()["invoices"]  # type: ignore[operator]
+    for inv in result.invoices[:SAMPLE_PDFS]:
+        step(f"rendering {inv['number']}.pdf")
+        inv.update(write_files(*find(engine, str(inv["number"])), folder / "invoices"))
     with engine.connect() as conn:
-        verdict = verify(conn)
-    say(f"billing {period} ...")
-    from kwartier.services.billing import bill
-
-    billed = bill(engine, period, folder / "invoices", today=today)
-    result = DemoResult(
-        period=(first, today + timedelta(days=1)),
-        files=files,
-        imports=summaries,
-        reimport_new=sum(s.counts.new for s in again),
-        reimport_revised=sum(s.counts.revised for s in again),
-        settlement=settled.to_json(),
-        ledger=verdict.to_json(),
-        invoices=billed.to_json()["invoices"],  # type: ignore[arg-type]
-    )
-    start, end = local_period_bounds(today - timedelta(days=6), today + timedelta(days=1))
-    result.spot_window = (iso_utc(start) or "", iso_utc(end) or "")
-    for i, (label, _kwh, _kwp) in enumerate(HOUSEHOLDS):
-        result.connections.append({"ean": demo_ean(i), "household": label, "plan": PLANS[i],
-                                   **spot_summary(engine, demo_ean(i), "NL", start, end)})
+        result.ledger = verify(conn).to_json()
+    start, stop = local_period_bounds(max(first, end - timedelta(days=7)), end)
+    result.spot_window = (iso_utc(start) or "", iso_utc(stop) or "")
+    spots = spot_summaries(engine, [h.ean for h in homes], "NL", start, stop)
+    result.connections = [{"ean": h.ean, "participant": h.participant, "household": h.label, "plan": h.plan,
+                           "pv_kwp": h.pv_kwp, "battery": h.battery, "heat_pump": bool(h.heat_loss_w_per_k),
+                           "ev": bool(h.ev_commute_km), **spots[h.ean]} for h in homes]
+    result.seconds = time.monotonic() - clock
     return result
 
 
-def spot_summary(engine: Engine, ean: str, zone: str, start: datetime, end: datetime) -> dict[str, str]:
-    """Import, export and the exact day-ahead cost of a connection's quarter-hours in ``[start, end)``."""
-    r, p = schema.readings, schema.prices
-    stmt = (
-        select(r.c.import_wh, r.c.export_wh, p.c.price_ueur_per_kwh)
-        .select_from(r.join(p, and_(p.c.interval_start == r.c.interval_start, p.c.resolution == r.c.resolution,
-                                    p.c.zone == zone, p.c.is_current.is_(True))))
-        .where(r.c.connection == ean, r.c.is_current.is_(True), r.c.interval_start >= start,
-               r.c.interval_start < end)
-    )
+def demo_steps(first: date | None, end: date | None, today: date | None = None) -> int:
+    """How many progress steps :func:`run_demo` reports for this period."""
+    a, b = default_period(today or date.today())
+    return 4 + 2 * N_HOUSEHOLDS + 2 * len(full_months(first or a, end or b)) + SAMPLE_PDFS
+
+
+def spot_summaries(engine: Engine, eans: list[str], zone: str, start: datetime, end: datetime
+                   ) -> dict[str, dict[str, str]]:
+    """Per connection: import, export and the exact day-ahead cost of its quarter-hours in ``[start, end)``."""
+    from kwartier.services.prices import stored_prices
+    from kwartier.services.settle import _readings
+    from kwartier.tariffs.compose import price_series_nano
+
     with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    imp = sum(int(a) for a, _b, _c in rows)
-    exp = sum(int(b) for _a, b, _c in rows)
-    cost_nano = sum(int(a) * int(c) for a, _b, c in rows)
-    # nEUR / Wh = uEUR / kWh, so the import-weighted average price is cost / energy.
-    avg = (Decimal(cost_nano) / imp).scaleb(-6) if imp else Decimal(0)
-    return {
-        "import_kwh": str(Decimal(imp).scaleb(-3)),
-        "export_kwh": str(Decimal(exp).scaleb(-3)),
-        "spot_cost_eur": format_eur(nano_to_cents(cost_nano)),
-        "avg_spot_eur_per_kwh": str(avg.quantize(Decimal("0.0001"))),
-    }
+        rows = _readings(conn, eans, start, end)
+    quarter = price_series_nano(stored_prices(engine, zone, start - timedelta(hours=1), end))
+    priced = rows.join(quarter.rename({"quarter": "interval_start"}), on="interval_start", how="left")
+    # Wh x nEUR/kWh = pEUR; summed exactly, then once to nano-euros and cents.
+    totals = priced.group_by("connection").agg(
+        pl.col("import_wh").sum().alias("i"), pl.col("export_wh").sum().alias("e"),
+        (pl.col("import_wh") * pl.col("value").fill_null(0)).sum().alias("pico"))
+    out = {}
+    for ean, imp, exp, pico in totals.iter_rows():
+        nano = int(pico) // 1000  # prices are whole micro-euros per kWh: this division is exact
+        cost_cents = nano_to_cents(nano)
+        avg = (Decimal(nano) / int(imp)).scaleb(-6) if imp else Decimal(0)
+        out[str(ean)] = {"import_kwh": str(Decimal(int(imp)).scaleb(-3)),
+                         "export_kwh": str(Decimal(int(exp)).scaleb(-3)),
+                         "spot_cost_eur": format_eur(cost_cents),
+                         "avg_spot_eur_per_kwh": str(avg.quantize(Decimal("0.0001")))}
+    zero = {"import_kwh": "0.000", "export_kwh": "0.000", "spot_cost_eur": "0.00", "avg_spot_eur_per_kwh": "0.0000"}
+    return {ean: out.get(ean, zero) for ean in eans}

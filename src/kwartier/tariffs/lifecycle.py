@@ -136,7 +136,7 @@ def prices(
         if comp.spec.basis not in ("import_kwh", "export_kwh") or comp.price is None:
             continue
         value = evaluate_micro(comp.price, env, plan.env_constants())
-        deadline = quarters.select(deadline_expr(comp.spec.fixed, tz).alias("d"))["d"]
+        deadline = quarters.with_columns(d=deadline_expr(comp.spec.fixed, tz))["d"]  # a literal is broadcast
         frame = pl.DataFrame({"interval_start": starts, "component": comp.spec.id, "price_ueur_per_kwh": value,
                               "deadline": deadline})
         reads_market = "market" in comp.price.names

@@ -1,0 +1,128 @@
+"""The portal's texts in Dutch, English and French, the language choice, and Babel number and date formats."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal
+
+LANGS = ("nl", "en", "fr")
+DEFAULT_LANG = "en"
+LANG_COOKIE = "kw_lang"
+LOCALES = {"nl": "nl_NL", "en": "en_GB", "fr": "fr_FR"}
+
+TEXT: dict[str, dict[str, str]] = {
+    "app": {"nl": "kwartier", "en": "kwartier", "fr": "kwartier"},
+    "login": {"nl": "Inloggen", "en": "Log in", "fr": "Connexion"},
+    "logout": {"nl": "Uitloggen", "en": "Log out", "fr": "Déconnexion"},
+    "username": {"nl": "Gebruikersnaam", "en": "Username", "fr": "Nom d'utilisateur"},
+    "password": {"nl": "Wachtwoord", "en": "Password", "fr": "Mot de passe"},
+    "bad_login": {"nl": "Onbekende gebruiker of verkeerd wachtwoord.", "en": "Unknown user or wrong password.",
+                  "fr": "Utilisateur inconnu ou mot de passe erroné."},
+    "bad_csrf": {"nl": "Het formulier is verlopen; probeer het opnieuw.", "en": "The form expired; please try again.",
+                 "fr": "Le formulaire a expiré ; veuillez réessayer."},
+    "too_many": {"nl": "Te veel mislukte pogingen; probeer het over {n} seconden opnieuw.",
+                 "en": "Too many failed attempts; try again in {n} seconds.",
+                 "fr": "Trop de tentatives échouées ; réessayez dans {n} secondes."},
+    "insight": {"nl": "Inzicht", "en": "Insight", "fr": "Aperçu"},
+    "invoices": {"nl": "Facturen", "en": "Invoices", "fr": "Factures"},
+    "operator": {"nl": "Gemeenschap", "en": "Community", "fr": "Communauté"},
+    "grid": {"nl": "Netbelasting", "en": "Grid load", "fr": "Charge du réseau"},
+    "prices_title": {"nl": "Prijzen per kwartier, vandaag en morgen",
+                     "en": "Prices per quarter-hour, today and tomorrow",
+                     "fr": "Prix par quart d'heure, aujourd'hui et demain"},
+    "fixed": {"nl": "definitief", "en": "final", "fr": "définitif"},
+    "forecast": {"nl": "voorspelling", "en": "forecast", "fr": "prévision"},
+    "click_quarter": {"nl": "Klik op een kwartier voor de uitleg van de prijs.",
+                      "en": "Click a quarter-hour to see how its price is made up.",
+                      "fr": "Cliquez sur un quart d'heure pour l'explication de son prix."},
+    "no_prices": {"nl": "Nog geen prijzen bekend.", "en": "No prices known yet.",
+                  "fr": "Aucun prix connu pour l'instant."},
+    "use_title": {"nl": "Verbruik en teruglevering, laatste 7 dagen", "en": "Use and feed-in, last 7 days",
+                  "fr": "Consommation et injection, 7 derniers jours"},
+    "import": {"nl": "Afname (kWh)", "en": "Taken (kWh)", "fr": "Prélevé (kWh)"},
+    "export": {"nl": "Teruglevering (kWh)", "en": "Fed in (kWh)", "fr": "Injecté (kWh)"},
+    "no_readings": {"nl": "Geen meetwaarden in de laatste 7 dagen.", "en": "No readings in the last 7 days.",
+                    "fr": "Aucune mesure ces 7 derniers jours."},
+    "costs_title": {"nl": "Kosten per onderdeel, {period}", "en": "Costs per component, {period}",
+                    "fr": "Coûts par composante, {period}"},
+    "component": {"nl": "Onderdeel", "en": "Component", "fr": "Composante"},
+    "amount": {"nl": "Bedrag", "en": "Amount", "fr": "Montant"},
+    "total": {"nl": "Totaal (incl. btw)", "en": "Total (incl. VAT)", "fr": "Total (TTC)"},
+    "compare": {"nl": "Met een vast tarief ({plan}) was het {amount} geweest.",
+                "en": "With a fixed tariff ({plan}) it would have been {amount}.",
+                "fr": "Avec un tarif fixe ({plan}), cela aurait été {amount}."},
+    "no_costs": {"nl": "Nog geen afgerekende maand.", "en": "No settled month yet.", "fr": "Aucun mois réglé."},
+    "number": {"nl": "Nummer", "en": "Number", "fr": "Numéro"},
+    "kind": {"nl": "Soort", "en": "Kind", "fr": "Type"},
+    "period": {"nl": "Periode", "en": "Period", "fr": "Période"},
+    "issued": {"nl": "Datum", "en": "Issued", "fr": "Date"},
+    "corrects": {"nl": "Corrigeert", "en": "Corrects", "fr": "Corrige"},
+    "view": {"nl": "Bekijken", "en": "View", "fr": "Voir"},
+    "no_invoices": {"nl": "Nog geen facturen.", "en": "No invoices yet.", "fr": "Pas encore de factures."},
+    "invoice": {"nl": "factuur", "en": "invoice", "fr": "facture"},
+    "credit_note": {"nl": "creditnota", "en": "credit note", "fr": "avoir"},
+    "debit_note": {"nl": "debetnota", "en": "debit note", "fr": "note de débit"},
+    "members": {"nl": "Leden", "en": "Members", "fr": "Membres"},
+    "participant": {"nl": "Deelnemer", "en": "Participant", "fr": "Participant"},
+    "connections": {"nl": "Aansluitingen", "en": "Connections", "fr": "Raccordements"},
+    "totals_title": {"nl": "Totalen per deelnemer, {period}", "en": "Totals per participant, {period}",
+                     "fr": "Totaux par participant, {period}"},
+    "owed": {"nl": "Te betalen", "en": "Owed", "fr": "Dû"},
+    "billrun": {"nl": "Factuurrondes", "en": "Bill runs", "fr": "Facturations"},
+    "settled": {"nl": "Afgerekend", "en": "Settled", "fr": "Réglé"},
+    "documents": {"nl": "Documenten", "en": "Documents", "fr": "Documents"},
+    "kpis": {"nl": "Kerncijfers", "en": "Key figures", "fr": "Indicateurs"},
+    "taken_kwh": {"nl": "Afgenomen (kWh)", "en": "Taken (kWh)", "fr": "Prélevé (kWh)"},
+    "fed_kwh": {"nl": "Teruggeleverd (kWh)", "en": "Fed in (kWh)", "fr": "Injecté (kWh)"},
+    "load_title": {"nl": "Totale belasting van het gebied, laatste 7 dagen",
+                   "en": "Total load of the area, last 7 days", "fr": "Charge totale de la zone, 7 derniers jours"},
+    "households": {"nl": "Alleen kwartieren met minstens {n} huishoudens worden getoond.",
+                   "en": "Only quarter-hours with at least {n} households are shown.",
+                   "fr": "Seuls les quarts d'heure d'au moins {n} foyers sont affichés."},
+    "too_few": {"nl": "Te weinig huishoudens voor een totaal.", "en": "Too few households for an aggregate.",
+                "fr": "Trop peu de foyers pour un agrégat."},
+    "not_found": {"nl": "Niet gevonden.", "en": "Not found.", "fr": "Introuvable."},
+}
+
+
+def t(key: str, lang: str, **fields: object) -> str:
+    text = TEXT[key][lang]
+    return text.format(**fields) if fields else text
+
+
+def texts(lang: str) -> dict[str, str]:
+    """All texts without placeholders in ``lang``, for a template."""
+    return {k: v[lang] for k, v in TEXT.items() if "{" not in v[lang]}
+
+
+def from_accept_language(header: str | None) -> str:
+    """The best of nl, en, fr for an Accept-Language header (quality values honoured), else the default."""
+    best, best_q = DEFAULT_LANG, -1.0
+    for i, part in enumerate((header or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().lower()[:2]
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        q -= i * 1e-6  # earlier wins on a tie
+        if lang in LANGS and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def number(value: Decimal | float | int, lang: str, digits: int = 2) -> str:
+    return format_decimal(value, locale=LOCALES[lang], format="#,##0." + "0" * digits)
+
+
+def money(cents: int, lang: str) -> str:
+    return format_currency(Decimal(cents).scaleb(-2), "EUR", locale=LOCALES[lang])
+
+
+def day(d: date, lang: str) -> str:
+    return format_date(d, format="long", locale=LOCALES[lang])
