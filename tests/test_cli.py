@@ -78,7 +78,7 @@ def test_p1_without_timestamp_needs_at(tmp_path):
 def demo_run(tmp_path_factory) -> tuple[Path, dict]:
     """One default `kwartier demo --json` (last full month, 90 households); tests work on copies of its folder."""
     folder = tmp_path_factory.mktemp("demo")
-    r = run("demo", "--json", cwd=folder)
+    r = run("demo", "--json", "--no-serve", cwd=folder)
     assert r.returncode == 0, r.stderr
     return folder, json.loads(r.stdout)
 

@@ -28,7 +28,7 @@ JANUARY = ("--from", "2026-01-01", "--to", "2026-02-01")
 
 def demo(folder: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     clock = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "kwartier.cli", "demo", "--json", *args], cwd=folder,
+    r = subprocess.run([sys.executable, "-m", "kwartier.cli", "demo", "--json", "--no-serve", *args], cwd=folder,
                        capture_output=True, text=True, timeout=600)
     return r, time.monotonic() - clock
 
@@ -250,3 +250,40 @@ def test_the_demo_is_idempotent(january):
                                                                                "new_postings": 0}
     assert [i["number"] for i in again["invoices"]] == [i["number"] for i in first["invoices"]]
     assert again["connections"] == first["connections"]
+
+
+def test_the_demo_prints_logins_that_work_on_the_served_portal(january):
+    """`kwartier serve` on the demo's database (what `kwartier demo` runs after building): the logins work."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    folder, out, _seconds = january
+    users = {u["role"]: u for u in out["users"]}
+    assert set(users) == {"operator", "grid", "participant"} and out["url"] == ""  # --no-serve: no URL
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "kwartier.cli", "serve", "--port", str(port)], cwd=folder,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/login", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the portal did not come up"
+                time.sleep(0.3)
+        who = users["participant"]
+        form = urllib.parse.urlencode({"username": who["username"], "password": who["password"]}).encode()
+        with urllib.request.urlopen(f"{base}/api/v1/auth/token", data=form, timeout=10) as r:
+            token = json.loads(r.read())["access_token"]
+        req = urllib.request.Request(f"{base}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["participant"] == who["participant"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

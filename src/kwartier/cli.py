@@ -177,9 +177,13 @@ def demo_cmd(
                                                 "default: the first day of this month).")] = None,
     prices: Annotated[Path | None, typer.Option("--prices", help="Day-ahead price file to use (any supported "
                                                 "format, zone NL); default: the synthetic price model.")] = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after building; do not serve the portal.")]
+    = False,
+    host: Annotated[str, typer.Option("--host", help="Address the portal listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port the portal listens on.")] = 8000,
     json_out: JsonOption = False,
 ) -> None:
-    """A Breda-like community of 90 households: generate the period, import it, settle and bill whole months."""
+    """A Breda-like community of 90 households: build it (import, settle, bill), then serve the portal."""
     from datetime import date
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -215,10 +219,14 @@ def demo_cmd(
         raise fail(f"{exc}{hint}") from None
     except StoreError as exc:
         raise fail(str(exc), 1) from None
+    result.url = "" if no_serve else f"http://{host}:{port}/"
     if json_out:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
-        return
-    result.print(out)
+        sys.stdout.flush()
+    else:
+        result.print(out)
+    if not no_serve:
+        _serve(engine, host, port)
 
 
 @plans_app.command("list")
@@ -702,19 +710,21 @@ def serve_cmd(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
 ) -> None:
     """The web portal and the JSON API (/api/v1/docs); $KWARTIER_SECRET signs sessions, else the store's."""
+    _serve(store(), host, port)
+
+
+def _serve(engine, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+    """Run the portal until interrupted; $KWARTIER_SECRET signs sessions, else the secret kept in the store."""
     import os
 
     import uvicorn
 
     from kwartier.web.app import create_app
 
-    try:
-        engine = open_store(State.db)
-    except StoreError as exc:
-        raise fail(str(exc), 1) from None
     secret = os.environ.get("KWARTIER_SECRET")
+    err.print(f"portal at http://{host}:{port}/ (Ctrl+C stops it)")
     uvicorn.run(create_app(engine, secret=secret.encode() if secret else None), host=host, port=port,
-                proxy_headers=True)
+                proxy_headers=True, log_level="warning")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -226,6 +226,8 @@ class DemoResult:
     spot_window: tuple[str, str] = ("", "")
     invoices: list[dict[str, object]] = field(default_factory=list)
     connections: list[dict[str, object]] = field(default_factory=list)
+    users: list[dict[str, object]] = field(default_factory=list)
+    url: str = ""
     seconds: float = 0.0
 
     @property
@@ -256,6 +258,8 @@ class DemoResult:
             "settlements": self.settlements,
             "ledger": self.ledger,
             "invoices": self.invoices,
+            "url": self.url,
+            "users": self.users,
             "seconds": round(self.seconds, 1),
         }
 
@@ -302,8 +306,12 @@ class DemoResult:
         console.print(f"imported {imported['new']} new, {imported['unchanged']} unchanged, "  # type: ignore[index]
                       f"{imported['revised']} revised values; again: {self.reimport_new} new, "  # type: ignore[index]
                       f"{self.reimport_revised} revised (imports are idempotent).")
-        console.print(f"files in {self.folder}/ (households.json: the households and their models); "
-                      "database ready for `kwartier serve` (next round) and `kwartier import ...`.")
+        console.print(f"files in {self.folder}/ (households.json: the households and their models).")
+        console.print(f"[bold]portal[/]: {self.url or '(not served: run kwartier serve)'}  -- demo logins "
+                      "(for this demo only):")
+        for u in self.users:
+            who = f" ({u['participant']})" if u["participant"] else ""
+            console.print(f"  {u['role']:<12} {u['username']:<14} password {u['password']}{who}")
 
 
 def run_demo(engine: Engine, folder: Path, *, first: date | None = None, end: date | None = None,
@@ -352,6 +360,8 @@ def run_demo(engine: Engine, folder: Path, *, first: date | None = None, end: da
         inv.update(write_files(*find(engine, str(inv["number"])), folder / "invoices"))
     with engine.connect() as conn:
         result.ledger = verify(conn).to_json()
+    step("creating the demo logins")
+    result.users = demo_users(engine, homes)
     start, stop = local_period_bounds(max(first, end - timedelta(days=7)), end)
     result.spot_window = (iso_utc(start) or "", iso_utc(stop) or "")
     spots = spot_summaries(engine, [h.ean for h in homes], "NL", start, stop)
@@ -362,10 +372,33 @@ def run_demo(engine: Engine, folder: Path, *, first: date | None = None, end: da
     return result
 
 
+def demo_users(engine: Engine, homes: list[Household]) -> list[dict[str, object]]:
+    """The demo's portal logins: an operator, the grid operator, and three households (nl, en, fr).
+
+    The passwords are fixed and printed: they exist for this demo database only. A user that is
+    already there (a second demo run) is kept as it is.
+    """
+    from kwartier.web.auth import create_user, get_user
+
+    picks: list[Household] = []
+    for locale in ("nl", "en", "fr"):
+        picks += [h for h in homes if h.locale == locale][:1]
+    wanted: list[dict[str, object]] = [
+        {"username": "operator", "password": "demo-operator", "role": "operator", "participant": None},
+        {"username": "grid", "password": "demo-grid", "role": "grid", "participant": None},
+    ] + [{"username": h.participant, "password": f"demo-{h.participant}", "role": "participant",
+          "participant": h.participant} for h in picks]
+    for u in wanted:
+        if get_user(engine, str(u["username"])) is None:
+            create_user(engine, str(u["username"]), str(u["password"]), str(u["role"]),
+                        u["participant"] and str(u["participant"]), party="netbeheer" if u["role"] == "grid" else None)
+    return wanted
+
+
 def demo_steps(first: date | None, end: date | None, today: date | None = None) -> int:
     """How many progress steps :func:`run_demo` reports for this period."""
     a, b = default_period(today or date.today())
-    return 4 + 2 * N_HOUSEHOLDS + 2 * len(full_months(first or a, end or b)) + SAMPLE_PDFS
+    return 5 + 2 * N_HOUSEHOLDS + 2 * len(full_months(first or a, end or b)) + SAMPLE_PDFS
 
 
 def spot_summaries(engine: Engine, eans: list[str], zone: str, start: datetime, end: datetime
