@@ -223,3 +223,13 @@ def test_openapi_docs_are_served(client):
     assert client.get("/api/v1/docs").status_code == 200
     spec = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/auth/token" in spec["paths"] and "/login" not in spec["paths"]
+
+
+def test_a_day_without_prices_is_empty_not_an_error(client, world):
+    auth = token_of(client, "user1")
+    long_ago = "2001-06-01"  # nothing published then and no history to forecast from
+    r = client.get("/api/v1/prices", params={"plan": "nl-dynamic-2026", "day": long_ago}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["quarters"] == []
+    far = (datetime.now(UTC).date() + timedelta(days=5)).isoformat()  # beyond a forecast's 48 h
+    assert client.get("/api/v1/prices", params={"plan": "nl-dynamic-2026", "day": far}, headers=auth).status_code == 422

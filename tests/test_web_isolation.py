@@ -22,6 +22,10 @@ WITH_PARAMS = {"/api/v1/connections/{ean}/intervals", "/api/v1/invoices/{number}
 LISTS = {"/api/v1/me", "/api/v1/invoices"}
 PAGES_WITH_PARAMS = {"/invoices/{number}", "/invoices/{number}.pdf", "/invoices/{number}.xml"}
 OPERATOR_PAGES = {"/operator", "/grid"}
+#: Pages of one's own data only, without a parameter: what B gets there holds nothing of A's.
+OWN_PAGES = {"/", "/invoices", "/learn", "/performance", "/alerts", "/export", "/export/readings.csv",
+             "/export/readings.json", "/export/invoices.json", "/export/costs.json", "/export/prices.csv"}
+OPEN_PAGES = {"/login"}
 
 
 @pytest.fixture
@@ -92,3 +96,23 @@ def test_every_page_with_a_parameter_is_isolated(world):
     assert a_number not in listing and world.invoices["p1"][0] in listing
     insight = other.get("/").text
     assert "Household 0" not in insight and world.eans[0] not in insight
+
+
+def test_every_page_of_ones_own_data_is_isolated(world):
+    app = create_app(world.engine, secret=b"s")
+    gets = {r.path for r in pages_module.router.routes if "GET" in getattr(r, "methods", set()) and "{" not in r.path}
+    assert gets == OWN_PAGES | OPERATOR_PAGES | OPEN_PAGES, "a new page: add it to this walk"
+    a_ean, a_number = world.eans[0], world.invoices["p0"][0]
+    a_marks = [a_ean, a_number, "Household 0", "p0@example.org"]
+    owner, other, grid = TestClient(app), TestClient(app), TestClient(app)
+    login(owner, "user0")
+    login(other, "user1")
+    login(grid, "greta")
+    for path in sorted(OWN_PAGES):
+        assert owner.get(path).status_code == 200, path
+        theirs = other.get(path)
+        assert theirs.status_code == 200 and not any(m in theirs.text for m in a_marks), path
+        assert TestClient(app).get(path, follow_redirects=False).status_code == 303, path  # nobody's without a login
+        if path != "/":  # the grid user's home redirects to /grid
+            assert grid.get(path).status_code in (200, 404) and a_ean not in grid.get(path).text, path
+    assert a_ean in owner.get("/export/readings.csv").text

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, null, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, null, select, update
 
 from kwartier.community.definition import Definition, DefinitionError, PlanText, build_definition, load_definition
 from kwartier.store import schema
@@ -168,7 +170,32 @@ def _store_plan_texts(conn: Connection, texts: Iterable[PlanText], now: datetime
         conn.execute(insert(t), fresh)
 
 
+#: Per engine (not per URL: two engines on one server may point at different schemas).
+_CACHE: weakref.WeakKeyDictionary[Engine, tuple[tuple[object, ...], Definition]] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
 def current_definition(engine: Engine) -> Definition:
+    """The definition as last loaded (see :func:`rebuild_definition`), cached until the next load.
+
+    The cache key is the newest load and the number of entity versions, read with one small query,
+    so a load from another process is seen at once; a Definition is never changed by its users.
+    """
+    with engine.connect() as conn:
+        key = tuple(conn.execute(select(
+            select(func.max(schema.community_loads.c.id)).scalar_subquery(),
+            select(func.count()).select_from(schema.entities).scalar_subquery())).one())
+    with _CACHE_LOCK:
+        hit = _CACHE.get(engine)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    definition = rebuild_definition(engine)
+    with _CACHE_LOCK:
+        _CACHE[engine] = (key, definition)
+    return definition
+
+
+def rebuild_definition(engine: Engine) -> Definition:
     """The definition as last loaded, rebuilt from the current entities and the stored plan texts.
 
     It is validated again, so settlement works on exactly what was loaded, even if the file or a

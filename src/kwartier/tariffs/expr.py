@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, DivisionByZero, InvalidOperation, localcontext
 
 FUNCTIONS = ("min", "max")
@@ -32,6 +32,7 @@ class Expression:
     text: str
     tree: ast.Expression
     names: frozenset[str]
+    constants: dict[int, Decimal] = field(default_factory=dict)  # id(node) -> its exact value, read once
 
     def evaluate(self, env: Mapping[str, Decimal]) -> Decimal:
         """The exact value for the names' values in ``env`` (every name must be present)."""
@@ -40,7 +41,7 @@ class Expression:
             ctx.traps[DivisionByZero] = True
             ctx.traps[InvalidOperation] = True
             try:
-                return _eval(self.tree.body, env, self.text)
+                return _eval(self.tree.body, env, self.constants)
             except (DivisionByZero, InvalidOperation):
                 shown = ", ".join(f"{k} = {env[k]}" for k in sorted(self.names))
                 raise ExpressionError(f"{self.text!r} divides by zero ({shown})") from None
@@ -71,7 +72,9 @@ def parse(text: str, known: set[str] | frozenset[str]) -> Expression:
         _check(tree.body, source, known, names)
     except RecursionError:
         raise ExpressionError(f"{source[:40]!r}...: nested too deeply") from None
-    return Expression(source, tree, frozenset(names))
+    constants = {id(node): Decimal(ast.get_source_segment(source, node) or str(node.value))
+                 for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    return Expression(source, tree, frozenset(names), constants)
 
 
 def _check(node: ast.AST, src: str, known: set[str] | frozenset[str], names: set[str]) -> None:
@@ -110,9 +113,9 @@ def _check(node: ast.AST, src: str, known: set[str] | frozenset[str], names: set
         )
 
 
-def _eval(node: ast.AST, env: Mapping[str, Decimal], src: str) -> Decimal:
+def _eval(node: ast.AST, env: Mapping[str, Decimal], constants: dict[int, Decimal]) -> Decimal:
     if isinstance(node, ast.BinOp):
-        a, b = _eval(node.left, env, src), _eval(node.right, env, src)
+        a, b = _eval(node.left, env, constants), _eval(node.right, env, constants)
         op = type(node.op)
         if op is ast.Add:
             return a + b
@@ -122,13 +125,13 @@ def _eval(node: ast.AST, env: Mapping[str, Decimal], src: str) -> Decimal:
             return a * b
         return a / b
     if isinstance(node, ast.UnaryOp):
-        v = _eval(node.operand, env, src)
+        v = _eval(node.operand, env, constants)
         return -v if isinstance(node.op, ast.USub) else +v
     if isinstance(node, ast.Constant):
-        return Decimal(ast.get_source_segment(src, node) or str(node.value))
+        return constants[id(node)]
     if isinstance(node, ast.Name):
         return env[node.id]
     if isinstance(node, ast.Call):
-        values = [_eval(a, env, src) for a in node.args]
+        values = [_eval(a, env, constants) for a in node.args]
         return min(values) if node.func.id == "min" else max(values)  # type: ignore[attr-defined]
-    raise ExpressionError(f"{src!r}: cannot evaluate {type(node).__name__}")  # unreachable after _check
+    raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # unreachable after _check

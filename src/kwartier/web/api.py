@@ -182,10 +182,15 @@ def prices(request: Request, user: CurrentUser, plan: str | None = None, day: da
     if loaded is None:
         raise not_found(f"plan {plan}")
     when = day or today(loaded.plan.timezone)
+    from kwartier.tariffs.compose import MissingData
+    from kwartier.tariffs.lifecycle import BeyondHorizon
+
     try:
         table = day_table(request.app.state.engine, loaded, ctx.zone, when)
-    except ValueError as exc:  # beyond the forecast horizon, no history to forecast from
+    except BeyondHorizon as exc:  # asked further ahead than a forecast reaches
         raise HTTPException(422, str(exc)) from None
+    except MissingData:  # nothing published and nothing to forecast from: a day without prices
+        table = pl.DataFrame()
     return {"plan": loaded.id, "day": when, "timezone": loaded.plan.timezone, "quarters": quarters(table, loaded)}
 
 

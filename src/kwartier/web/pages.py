@@ -322,3 +322,314 @@ def grid(request: Request) -> Response:
              "labels": {k: i18n.t(k, lang) for k in ("import", "export")}}
     return render(request, "grid.j2", user, chart=chart, households=len(set(owner.values())),
                   min_households=MIN_HOUSEHOLDS, generated=_local(datetime.now(UTC), ctx.tz))
+
+
+# --- the participant's own pages: learn, performance, alerts, export -------------------------------
+
+
+def _participant(request: Request) -> tuple[User | None, Response | None]:
+    """The logged-in participant, or the response to give instead (login, or 404 for other roles)."""
+    user = page_user(request)
+    if user is None:
+        return None, _to_login()
+    if user.role != "participant":
+        return user, _not_found(request, user)
+    return user, None
+
+
+def _last_settled(engine: Any) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(schema.settle_runs.c.period))).scalar()
+
+
+def own_frame(engine: Any, mains: list[str], start: datetime, stop: datetime) -> pl.DataFrame:
+    """The household's readings (main connections summed) per interval in [start, stop)."""
+    frame = api.readings(engine, mains, start, stop)
+    return (frame.group_by("interval_start", "resolution")
+            .agg(pl.col("import_wh").sum(), pl.col("export_wh").sum(), pl.lit("actual").alias("status"))
+            .sort("interval_start"))
+
+
+def shift_load(frame: pl.DataFrame, tz: str, start: datetime, stop: datetime, wh: int, from_hour: int,
+               to_hour: int) -> pl.DataFrame:
+    """Move ``wh`` of use from local hour ``from_hour`` to ``to_hour`` on every day in [start, stop).
+
+    Per day, the hour's share (``wh``/4 per quarter, the remainder on the first quarters; all of it on
+    an hourly interval) is taken from import, at most what was imported, and added at the same minute
+    of ``to_hour``: first absorbing feed-in, the rest as import. Days without the target interval keep
+    their use.
+    """
+    local = pl.col("interval_start").dt.convert_time_zone(tz)
+    keyed = frame.with_row_index("_i").with_columns(_day=local.dt.date(), _hour=local.dt.hour(),
+                                                     _minute=local.dt.minute(),
+                                                     _in=(pl.col("interval_start") >= start)
+                                                     & (pl.col("interval_start") < stop))
+    share = pl.when(pl.col("resolution") == "PT60M").then(wh).otherwise(
+        wh // 4 + (pl.col("_minute") // 15 < wh % 4).cast(pl.Int64))
+    source = (keyed.filter(pl.col("_in") & (pl.col("_hour") == from_hour))
+              .select("_i", "_day", "_minute", _take=pl.min_horizontal(pl.col("import_wh"), share)))
+    target = keyed.filter(pl.col("_in") & (pl.col("_hour") == to_hour)).select("_day", "_minute", _j="_i")
+    moves = source.join(target, on=["_day", "_minute"], how="inner")
+    taken = moves.select("_i", pl.col("_take").alias("_minus"))
+    given = moves.select(pl.col("_j").alias("_i"), pl.col("_take").alias("_plus"))
+    out = (keyed.join(taken, on="_i", how="left").join(given, on="_i", how="left")
+           .with_columns(pl.col("_minus", "_plus").fill_null(0)))
+    absorbed = pl.min_horizontal(pl.col("export_wh"), pl.col("_plus"))
+    out = out.with_columns(import_wh=pl.col("import_wh") - pl.col("_minus") + pl.col("_plus") - absorbed,
+                           export_wh=pl.col("export_wh") - absorbed)
+    return out.sort("_i").select(frame.columns)
+
+
+def with_battery(frame: pl.DataFrame, start: datetime, stop: datetime, capacity_wh: int,
+                 power_w: int) -> pl.DataFrame:
+    """The frame with a self-consumption battery (kwartier.synth's rule, empty at the start) in [start, stop)."""
+    from kwartier.synth import battery_self_consumption
+
+    inside = (pl.col("interval_start") >= start) & (pl.col("interval_start") < stop)
+    part = frame.filter(inside)
+    imp, exp = battery_self_consumption(part["import_wh"].to_numpy()[None, :], part["export_wh"].to_numpy()[None, :],
+                                        capacity_wh=capacity_wh, power_w=power_w, initial_soc=0.0)
+    part = part.with_columns(import_wh=pl.Series(imp[0]), export_wh=pl.Series(exp[0]))
+    return pl.concat([frame.filter(~inside), part]).sort("interval_start")
+
+
+def _int_param(request: Request, name: str, default: Decimal, low: int, high: int, scale: int = 1) -> int:
+    raw = request.query_params.get(name)
+    try:
+        value = Decimal(raw.replace(",", ".")) if raw else default
+    except ArithmeticError:
+        raise ValueError(name) from None
+    if not value.is_finite() or not low <= value <= high:
+        raise ValueError(name)
+    return int(value * scale)
+
+
+@router.get("/learn")
+def learn(request: Request) -> Response:
+    from kwartier.services.prices import stored_prices
+    from kwartier.services.settle import parse_period
+    from kwartier.tariffs.cost import cost
+    from kwartier.tariffs.plan import builtin_ids, load_plan
+    from kwartier.timegrid import local_period_bounds
+
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    lang = language(request)
+    try:
+        form = {"kwh": _int_param(request, "kwh", Decimal("1.5"), 0, 50, 1000),
+                "from_hour": _int_param(request, "from_hour", Decimal(19), 0, 23),
+                "to_hour": _int_param(request, "to_hour", Decimal(23), 0, 23),
+                "battery_kwh": _int_param(request, "battery_kwh", Decimal(5), 0, 100, 1000),
+                "battery_kw": _int_param(request, "battery_kw", Decimal("2.5"), 0, 50, 1000)}
+    except ValueError as exc:
+        return render(request, "error.j2", user, status=422, message=i18n.t("bad_field", lang, field=str(exc)))
+    engine = request.app.state.engine
+    ctx = api.context(engine, user)
+    period = _last_settled(engine)
+    if period is None:
+        return render(request, "learn.j2", user, period=None, form=form)
+    first, end = parse_period(period)
+    plan = api.participant_plan(ctx, user.participant, first)
+    start, stop = local_period_bounds(first, end, ctx.tz)
+    frame = own_frame(engine, list(ctx.mains), start - timedelta(days=400), stop)
+    market = stored_prices(engine, ctx.zone, start - timedelta(days=40), stop)
+
+    def total(p: Any, readings: pl.DataFrame) -> int | None:
+        try:
+            return cost(p, readings, market, first, end, allow_gaps=True).total_cents
+        except ValueError:
+            return None
+
+    def shown(cents: int | None) -> str:
+        return "–" if cents is None else i18n.money(cents, lang)
+
+    now = total(plan, frame) if plan else None
+    shifted = total(plan, shift_load(frame, ctx.tz, start, stop, form["kwh"], form["from_hour"],
+                                     form["to_hour"])) if plan else None
+    hourly = bool((frame.filter(pl.col("interval_start") >= start)["resolution"] == "PT60M").any())
+    battery = (total(plan, with_battery(frame, start, stop, form["battery_kwh"], form["battery_kw"]))
+               if plan and not hourly else None)
+    plans = [{"id": pid, "name": (lp := load_plan(pid)).plan.name, "total": shown(total(lp, frame)),
+              "own": plan is not None and lp.plan.name == plan.plan.name} for pid in builtin_ids()]
+    results = {"now": shown(now), "shifted": shown(shifted), "battery": shown(battery),
+               "shift_diff": shown(None if now is None or shifted is None else shifted - now),
+               "battery_diff": shown(None if now is None or battery is None else battery - now)}
+    return render(request, "learn.j2", user, period=period, form=form, results=results, plans=plans,
+                  hourly=hourly, plan_name=plan.plan.name if plan else None,
+                  form_text={"kwh": i18n.number(Decimal(form["kwh"]).scaleb(-3), lang, 1),
+                             "battery_kwh": i18n.number(Decimal(form["battery_kwh"]).scaleb(-3), lang, 1),
+                             "battery_kw": i18n.number(Decimal(form["battery_kw"]).scaleb(-3), lang, 1)},
+                  raw={k: str(Decimal(v).scaleb(-3)) if k in ("kwh", "battery_kwh", "battery_kw") else str(v)
+                       for k, v in form.items()})
+
+
+def _live_documents(engine: Any, participant: str | None) -> list[Any]:
+    """The participant's invoices that no credit note cancels, by period."""
+    i = schema.invoices
+    with engine.connect() as conn:
+        rows = conn.execute(select(i.c.number, i.c.kind, i.c.corrects, i.c.period, i.c.content)
+                            .where(i.c.participant == participant).order_by(i.c.period, i.c.number)).all()
+    credited = {r.corrects for r in rows if r.kind == "credit_note"}
+    return [r for r in rows if r.kind == "invoice" and r.number not in credited]
+
+
+@router.get("/performance")
+def performance(request: Request) -> Response:
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    lang = language(request)
+    months: dict[str, dict[str, Any]] = {}
+    for r in _live_documents(request.app.state.engine, user.participant):
+        _, info = invoice_from_json(r.content)
+        if info is not None and r.period not in months:
+            months[r.period] = {"period": r.period, "mine": info.average_eur_per_kwh,
+                                "community": info.community_average_eur_per_kwh, "percentile": info.percentile}
+    rows = []
+    previous: Decimal | None = None
+    for m in months.values():
+        mine = m["mine"]
+        trend = None if mine is None or previous is None else mine - previous
+        rows.append({"period": m["period"], "percentile": m["percentile"],
+                     "mine": i18n.number(mine, lang, 4) if mine is not None else "–",
+                     "community": i18n.number(m["community"], lang, 4) if m["community"] is not None else "–",
+                     "trend": ("" if trend is None else ("+" if trend > 0 else "") + i18n.number(trend, lang, 4))})
+        previous = mine if mine is not None else previous
+    chart = {"x": list(months), "mine": [float(m["mine"]) if m["mine"] is not None else None for m in months.values()],
+             "community": [float(m["community"]) if m["community"] is not None else None for m in months.values()],
+             "labels": {k: i18n.t(k, lang) for k in ("you", "community_avg")}}
+    return render(request, "performance.j2", user, rows=rows, chart=chart)
+
+
+@router.get("/alerts")
+def alerts_page(request: Request) -> Response:
+    from kwartier.services.prices import stored_prices
+    from kwartier.web import alerts
+
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    engine, lang = request.app.state.engine, language(request)
+    ctx = api.context(engine, user)
+    now, day = datetime.now(UTC), api.today(ctx.tz)
+    tomorrow = day + timedelta(days=1)
+    plan = api.participant_plan(ctx, user.participant, day)
+    found: list[alerts.Alert | None] = []
+    if plan is not None:
+        try:
+            q = api.quarters(api.day_table(engine, plan, ctx.zone, tomorrow), plan)
+        except ValueError:
+            q = []
+        table = pl.DataFrame({"interval_start": [datetime.fromisoformat(x["start"]) for x in q],
+                              "price_ueur_per_kwh": [int(Decimal(x["eur_per_kwh"]).scaleb(6)) for x in q],
+                              "fixed": [x["status"] == "fixed" for x in q]},
+                             schema={"interval_start": pl.Datetime("us", "UTC"), "price_ueur_per_kwh": pl.Int64,
+                                     "fixed": pl.Boolean})
+        found.append(alerts.cheapest_window(table, ctx.tz, tomorrow))
+        # congestion: the plan's input series have no stored values yet, so this rule has nothing to read
+    found.append(alerts.negative_prices(stored_prices(engine, ctx.zone, now - timedelta(minutes=15),
+                                                      now + timedelta(days=2)), now))
+    start = api.now_quarter() - timedelta(days=7 * alerts.WEEKS_BACK + 2)
+    daily = alerts.daily_import_wh(own_frame(engine, list(ctx.mains), start, api.now_quarter()), ctx.tz)
+    from kwartier.timegrid import local_period_bounds
+
+    yesterday = day - timedelta(days=1)
+    found.append(alerts.unusual_consumption(daily, yesterday, local_period_bounds(yesterday, day, ctx.tz)[0]))
+    shown = [{"kind": i18n.t(a.kind + "_title", lang), "at": _local(a.at_utc, ctx.tz),
+              "text": i18n.t(a.kind, lang, **{k: _local(v, ctx.tz)[-5:] if isinstance(v, datetime) else
+                                              (i18n.number(v, lang, 4 if k == "eur_per_kwh" else 1)
+                                               if isinstance(v, Decimal) else v) for k, v in a.values.items()})}
+             for a in found if a is not None]
+    return render(request, "alerts.j2", user, alerts=shown)
+
+
+EXPORTS = ("readings.csv", "readings.json", "invoices.json", "costs.json", "prices.csv")
+
+
+@router.get("/export")
+def export_page(request: Request) -> Response:
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    return render(request, "export.j2", user, files=EXPORTS)
+
+
+def _download(body: str, kind: str, name: str) -> Response:
+    media = "text/csv; charset=utf-8" if kind == "csv" else "application/json"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                                     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+def _all_readings(request: Request, user: User) -> pl.DataFrame:
+    ctx = api.context(request.app.state.engine, user)
+    frame = api.readings(request.app.state.engine, sorted(ctx.eans), datetime(2000, 1, 1, tzinfo=UTC),
+                         datetime(2100, 1, 1, tzinfo=UTC))
+    return frame.with_columns(pl.col("interval_start").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+@router.get("/export/readings.csv")
+def export_readings_csv(request: Request) -> Response:
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    return _download(_all_readings(request, user).write_csv(), "csv", "readings.csv")
+
+
+@router.get("/export/readings.json")
+def export_readings_json(request: Request) -> Response:
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    return _download(_all_readings(request, user).write_json(), "json", "readings.json")
+
+
+@router.get("/export/invoices.json")
+def export_invoices(request: Request) -> Response:
+    import json
+
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    i = schema.invoices
+    with request.app.state.engine.connect() as conn:
+        docs = [dict(r[0]) for r in conn.execute(select(i.c.content).where(i.c.participant == user.participant)
+                                                 .order_by(i.c.number))]
+    return _download(json.dumps(docs, ensure_ascii=False, default=str), "json", "invoices.json")
+
+
+@router.get("/export/costs.json")
+def export_costs(request: Request) -> Response:
+    """Per billed month: the cost lines of the participant's live invoices (as billed)."""
+    import json
+
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    out = []
+    for r in _live_documents(request.app.state.engine, user.participant):
+        invoice, _ = invoice_from_json(r.content)
+        out.append({"period": r.period, "invoice": r.number,
+                    "lines": [{"label": ln.label, "amount_cents": ln.amount_cents} for ln in invoice.lines],
+                    "total_cents": invoice.total_cents})
+    return _download(json.dumps(out, ensure_ascii=False), "json", "costs.json")
+
+
+@router.get("/export/prices.csv")
+def export_prices(request: Request) -> Response:
+    """The participant's plan: import price per quarter, the last 30 days up to tomorrow (as known now)."""
+    user, other = _participant(request)
+    if other is not None or user is None:
+        return other or _to_login()
+    engine = request.app.state.engine
+    ctx = api.context(engine, user)
+    day = api.today(ctx.tz)
+    plan = api.participant_plan(ctx, user.participant, day)
+    lines = ["interval_start,eur_per_kwh,status"]
+    for k in range(-30, 2):
+        try:
+            q = api.quarters(api.day_table(engine, plan, ctx.zone, day + timedelta(days=k)), plan) if plan else []
+        except ValueError:
+            continue
+        lines += [f"{x['start']},{x['eur_per_kwh']},{x['status']}" for x in q]
+    return _download("\n".join(lines) + "\n", "csv", "prices.csv")

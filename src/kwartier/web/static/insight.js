@@ -50,3 +50,15 @@
     ], { margin: { t: 10 }, yaxis: { title: "kWh" } }, config);
   }
 })();
+// The performance page: the participant's average price per kWh against the community's, per month.
+(function () {
+  "use strict";
+  var el = document.getElementById("performance-data");
+  var p = el ? JSON.parse(el.textContent) : null;
+  if (p && p.x.length && document.getElementById("performance-chart")) {
+    Plotly.newPlot("performance-chart", [
+      { x: p.x, y: p.mine, name: p.labels.you, mode: "lines+markers", line: { color: "#16324f" } },
+      { x: p.x, y: p.community, name: p.labels.community_avg, mode: "lines+markers", line: { color: "#d9822b", dash: "dash" } }
+    ], { margin: { t: 10 }, yaxis: { title: "EUR/kWh" } }, { responsive: true, displaylogo: false });
+  }
+})();
