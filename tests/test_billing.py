@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from sqlalchemy import func, select
 
+from communities import HEAD, member
+from communities import write_generic as _generic
 from conftest import data_file
 from kwartier import synth
 from kwartier.ids import make_ean18
@@ -33,46 +34,6 @@ from kwartier.timegrid import interval_starts, local_period_bounds
 MAIN = "871687120058657526"
 SMP = "household_nl/slimmemeterportal_2023_15min.csv"
 PRICES = "prices_nl/mark_vis_epex_json/prices_2023.json"
-
-HEAD = """[community]
-id = "t"
-name = "Test"
-
-[[parties]]
-id = "sup"
-roles = ["supplier", "aggregator"]
-name = "Supplier B.V."
-vat_id = "NL001234567B01"
-
-[[parties]]
-id = "net"
-roles = ["grid"]
-name = "Grid"
-
-[[parties]]
-id = "fisc"
-roles = ["tax"]
-name = "Tax"
-
-[[parties]]
-id = "coop"
-roles = ["community"]
-name = "Cooperative"
-"""
-
-
-def member(i: int, ean: str, plan: str = "nl-dynamic-2026") -> str:
-    return (f'\n[[participants]]\nid = "p{i}"\nname = "Household {i}"\nemail = "p{i}@example.org"\n'
-            f'\n[[connections]]\nean = "{ean}"\nparticipant = "p{i}"\ngrid_area = "breda"\ncapacity_kw = "17.25"\n'
-            f'grid = "net"\n\n[[contracts]]\nid = "c{i}"\ntarget = "{ean}"\nsupplier = "sup"\nplan = "{plan}"\n'
-            'valid_from = 2023-01-01\n')
-
-
-def _generic(frame: pl.DataFrame, path: Path) -> Path:
-    frame.select(pl.col("interval_start").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "import_wh",
-                 "export_wh").write_csv(path)
-    return path
-
 
 def test_a_real_household_invoice_equals_cost_and_the_ledger(engine, tmp_path):
     (tmp_path / "c.toml").write_text(HEAD + member(0, MAIN))

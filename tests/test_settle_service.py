@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from sqlalchemy import select
 
+from communities import write_generic as _generic
 from conftest import data_file
 from kwartier.ingest import read_prices, read_readings
 from kwartier.money import nano_to_cents
@@ -94,12 +95,6 @@ valid_from = 2023-01-01
 def _community(tmp_path: Path, plan: str = "nl-dynamic-2026", extra: str = "") -> Path:
     path = tmp_path / "community.toml"
     path.write_text(COMMUNITY.format(main=MAIN, plan=plan, extra=extra))
-    return path
-
-
-def _generic(frame: pl.DataFrame, path: Path) -> Path:
-    frame.select(pl.col("interval_start").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "import_wh",
-                 "export_wh").write_csv(path)
     return path
 
 

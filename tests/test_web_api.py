@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from pypdf import PdfReader
 from sqlalchemy import Engine, select
 
+from communities import HEAD
+from communities import member as shared_member
 from kwartier.ids import make_ean18
 from kwartier.services.billing import bill
 from kwartier.services.community import load_community
@@ -26,38 +28,10 @@ from kwartier.web.app import create_app
 from kwartier.web.auth import create_user
 
 PASSWORD = "correct horse battery"
-HEAD = """[community]
-id = "t"
-name = "Test"
-
-[[parties]]
-id = "sup"
-roles = ["supplier", "aggregator"]
-name = "Supplier B.V."
-vat_id = "NL001234567B01"
-
-[[parties]]
-id = "net"
-roles = ["grid"]
-name = "Grid"
-
-[[parties]]
-id = "fisc"
-roles = ["tax"]
-name = "Tax"
-
-[[parties]]
-id = "coop"
-roles = ["community"]
-name = "Cooperative"
-"""
 
 
 def member(i: int, ean: str) -> str:
-    return (f'\n[[participants]]\nid = "p{i}"\nname = "Household {i}"\nemail = "p{i}@example.org"\n'
-            f'\n[[connections]]\nean = "{ean}"\nparticipant = "p{i}"\ngrid_area = "breda"\ncapacity_kw = "17.25"\n'
-            f'grid = "net"\n\n[[contracts]]\nid = "c{i}"\ntarget = "{ean}"\nsupplier = "sup"\n'
-            'plan = "nl-dynamic-2026"\nvalid_from = 2020-01-01\n')
+    return shared_member(i, ean, valid_from="2020-01-01")
 
 
 @dataclass
