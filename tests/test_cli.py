@@ -118,7 +118,7 @@ def test_demo_imports_and_its_costs_are_exact(demo_run):
     assert sum(Decimal(v) for v in settled["by_participant"].values()) == sum(
         Decimal(v) for v in settled["by_payee"].values())
     assert out["ledger"]["ok"] and out["ledger"]["entries"] == settled["postings"]
-    assert out["invoice_count"] == len(out["invoices"]) == 90
+    assert out["invoices"] == len(out["invoice_list"]) == 90
 
 
 def test_settle_and_ledger_commands(demo_run, tmp_path):

@@ -88,7 +88,7 @@ def test_the_community_has_90_participants_and_39_batteries(january):
     assert roles["zuidstroom"][0] == {"supplier", "aggregator"} and roles["zuidstroom"][1]
     assert roles["netbeheer"][0] == {"grid"} and roles["netbeheer"][1]
     assert {"tax", "community"} <= set().union(*(r for r, _ in roles.values()))
-    assert out["invoice_count"] == len(out["invoices"]) == 90
+    assert out["invoices"] == len(out["invoice_list"]) == 90
 
 
 def test_pv_households_export_on_sunny_days(january):
@@ -204,7 +204,7 @@ def test_a_real_price_file_is_used(tmp_path):
     r, _ = demo(tmp_path, "--prices", str(path), "--from", "2025-03-01", "--to", "2025-04-01")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["price_source"] == "markvis-json" and out["months"] == ["2025-03"] and out["invoice_count"] == 90
+    assert out["price_source"] == "markvis-json" and out["months"] == ["2025-03"] and out["invoices"] == 90
     assert not (tmp_path / "kwartier-demo" / "prices_NL.csv").exists()
     # Independent reference: the file's hourly EUR/MWh by local hour (no repeated hour in March).
     price_of = {e["timestamp"]: Decimal(str(e["price"])) for e in json.loads(path.read_text())["prices"]}
@@ -232,7 +232,7 @@ def test_a_partial_month_is_imported_but_not_billed(tmp_path):
     r, _ = demo(tmp_path, "--from", "2026-02-10", "--to", "2026-02-14")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["months"] == [] and out["invoice_count"] == 0 and out["settlement"] is None
+    assert out["months"] == [] and out["invoices"] == 0 and out["settlement"] is None
     assert "not settled or billed" in out["not_billed"]
     assert out["imported"]["new"] == 91 * 4 * 96  # prices and 90 meters, 4 days of quarters
     bad, _ = demo(tmp_path, "--from", "2026-02-14", "--to", "2026-02-10")
@@ -248,7 +248,7 @@ def test_the_demo_is_idempotent(january):
     assert again["imported"]["unchanged"] == first["imported"]["new"]
     assert again["settlement"]["new_postings"] == 0 and again["settlement"] == {**first["settlement"],
                                                                                "new_postings": 0}
-    assert [i["number"] for i in again["invoices"]] == [i["number"] for i in first["invoices"]]
+    assert [i["number"] for i in again["invoice_list"]] == [i["number"] for i in first["invoice_list"]]
     assert again["connections"] == first["connections"]
 
 

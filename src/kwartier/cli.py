@@ -40,6 +40,10 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 FormatOption = Annotated[str | None, typer.Option("--format", help="Force a format (see `kwartier formats`).")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="Server processes (default: one per CPU core, at most 4); each keeps its own page cache.")]
+
+
 TzOption = Annotated[
     str | None, typer.Option("--tz", help="Time zone of naive timestamps (default: the format's own).")
 ]
@@ -181,6 +185,7 @@ def demo_cmd(
     = False,
     host: Annotated[str, typer.Option("--host", help="Address the portal listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port the portal listens on.")] = 8000,
+    workers: WorkersOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """A Breda-like community of 90 households: build it (import, settle, bill), then serve the portal."""
@@ -226,7 +231,7 @@ def demo_cmd(
     else:
         result.print(out)
     if not no_serve:
-        _serve(engine, host, port)
+        _serve(engine, host, port, workers)
 
 
 @plans_app.command("list")
@@ -708,22 +713,37 @@ def users_add_cmd(
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: WorkersOption = None,
 ) -> None:
     """The web portal and the JSON API (/api/v1/docs); $KWARTIER_SECRET signs sessions, else the store's."""
-    _serve(store(), host, port)
+    _serve(store(), host, port, workers)
 
 
-def _serve(engine, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
-    """Run the portal until interrupted; $KWARTIER_SECRET signs sessions, else the secret kept in the store."""
+def _serve(engine, host: str, port: int, workers: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Run the portal until interrupted; $KWARTIER_SECRET signs sessions, else the secret kept in the store.
+
+    One worker serves the app in this process; more run as uvicorn worker processes, each opening the
+    same store (its URL passed as $KWARTIER_DATABASE_URL). The store's secret is made here first, so
+    that all workers sign with the same one.
+    """
     import os
 
     import uvicorn
 
     from kwartier.web.app import create_app
+    from kwartier.web.auth import web_secret
 
+    count = workers or max(1, min(os.cpu_count() or 1, 4))
     secret = os.environ.get("KWARTIER_SECRET")
-    err.print(f"portal at http://{host}:{port}/ (Ctrl+C stops it)")
-    uvicorn.run(create_app(engine, secret=secret.encode() if secret else None), host=host, port=port,
+    err.print(f"portal at http://{host}:{port}/ ({count} worker{'s' if count > 1 else ''}; Ctrl+C stops it)")
+    if count == 1:
+        uvicorn.run(create_app(engine, secret=secret.encode() if secret else None), host=host, port=port,
+                    proxy_headers=True, log_level="warning")
+        return
+    if not secret:
+        web_secret(engine)  # generated and stored once, before the workers read it
+    os.environ["KWARTIER_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
+    uvicorn.run("kwartier.web.app:app_from_env", factory=True, workers=count, host=host, port=port,
                 proxy_headers=True, log_level="warning")
 
 

@@ -111,9 +111,14 @@ def community_toml(homes: list[Household], valid_from: date) -> str:
 
 
 def default_period(today: date) -> tuple[date, date]:
-    """The last full local month before ``today``: (first day, first day of the next month)."""
-    end = today.replace(day=1)
-    return (end - timedelta(days=1)).replace(day=1), end
+    """From the first day of last month up to (not including) ``today``: the last full month, which is
+    settled and billed, and this month so far, which the portal shows as recent use."""
+    return (today.replace(day=1) - timedelta(days=1)).replace(day=1), today
+
+
+#: Days of day-ahead prices after the last day of readings when the demo runs up to today: today's
+#: and tomorrow's prices are published (tomorrow's after the auction), so the portal shows both.
+PRICE_DAYS_AHEAD = 2
 
 
 def full_months(first: date, end: date) -> list[str]:
@@ -144,9 +149,10 @@ def _kwh_text(wh: pl.Expr) -> pl.Expr:
 
 
 def generate(folder: Path, first: date, end: date, homes: list[Household], *, synthetic_prices: bool = True,
-             tz: str = DEFAULT_TZ) -> Generated:
+             prices_end: date | None = None, tz: str = DEFAULT_TZ) -> Generated:
     """Write the period's weather, one meter file per household (generic CSV, after PV and battery), the
-    synthetic day-ahead prices (unless prices come from a file) and ``households.json``."""
+    synthetic day-ahead prices (unless prices come from a file; up to ``prices_end`` when it is later
+    than ``end``) and ``households.json``."""
     if first.toordinal() < date(2000, 1, 1).toordinal():
         raise DemoError(f"--from {first}: the demo's synthetic weather starts on 2000-01-01")
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +165,9 @@ def generate(folder: Path, first: date, end: date, homes: list[Household], *, sy
     weekday = local.dt.weekday().to_numpy()
     day_type = np.select([weekday == 6, weekday == 7], [synth.SATURDAY, synth.SUNDAY], synth.WORKDAY)
     n_days = (end - first).days
-    daily_c, clear = synth.daily_weather(first.toordinal(), n_days, SEED)
+    prices_end = max(end, prices_end or end)
+    daily_c, clear = synth.daily_weather(first.toordinal(), (prices_end - first).days, SEED)
+    daily_c, clear, ahead = daily_c[:n_days], clear[:n_days], clear
     temperature_c = synth.quarter_temperature_c(daily_c[day_index], hour)
     days_type = day_type[np.searchsorted(day_index, np.arange(n_days))]
     stamps = starts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -168,11 +176,16 @@ def generate(folder: Path, first: date, end: date, homes: list[Household], *, sy
         folder / "weather.csv")
     prices = None
     if synthetic_prices:
-        rng = np.random.default_rng([SEED, first.toordinal(), end.toordinal()])
-        solar = synth.solar_elevation_sin(epoch_s, LAT_DEG, LON_DEG)
-        price = synth.day_ahead_eur_per_mwh(hour, solar, clear[day_index], rng)
+        rng = np.random.default_rng([SEED, first.toordinal(), prices_end.toordinal()])
+        p_starts = interval_starts(*local_period_bounds(first, prices_end, tz))
+        p_local = p_starts.dt.convert_time_zone(tz)
+        p_hour = (p_local.dt.hour() + p_local.dt.minute() / 60).to_numpy().astype(np.float64)
+        p_day = (p_local.dt.date().cast(pl.Int32) - (first - date(1970, 1, 1)).days).to_numpy()
+        solar = synth.solar_elevation_sin(p_starts.dt.epoch("s").to_numpy(), LAT_DEG, LON_DEG)
+        price = synth.day_ahead_eur_per_mwh(p_hour, solar, ahead[p_day], rng)
         prices = folder / "prices_NL.csv"
-        pl.DataFrame({"timestamp": stamps, "price_eur_per_mwh": [f"{p:.2f}" for p in price]}).write_csv(prices)
+        pl.DataFrame({"timestamp": p_starts.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "price_eur_per_mwh": [f"{p:.2f}" for p in price]}).write_csv(prices)
     loads, pvs = np.zeros((len(homes), starts.len()), np.int64), np.zeros((len(homes), starts.len()), np.int64)
     for k, h in enumerate(homes):
         rng = np.random.default_rng([SEED, k, first.toordinal(), end.toordinal()])
@@ -237,11 +250,11 @@ class DemoResult:
         return "the period's partial months are imported but not settled or billed (only whole local months are)"
 
     def to_json(self) -> dict[str, object]:
-        """The summary; ``invoices`` lists the invoices (as before), ``invoice_count`` is how many."""
+        """The summary: ``invoices`` is how many were issued (the issue's contract), ``invoice_list`` what they are."""
         prices = self.imports[0].to_json()
         return {
             "from": self.period[0].isoformat(), "to": self.period[1].isoformat(),
-            "participants": len(self.homes), "invoice_count": len(self.invoices),
+            "participants": len(self.homes), "invoices": len(self.invoices),
             "zone": prices["zone"], "price_intervals": prices["intervals"], "price_source": self.imports[0].format,
             "min_eur_per_kwh": prices["min_eur_per_kwh"], "max_eur_per_kwh": prices["max_eur_per_kwh"],
             "batteries": sum(h.battery for h in self.homes), "folder": str(self.folder),
@@ -257,7 +270,7 @@ class DemoResult:
             "settlement": self.settlements[-1] if self.settlements else None,
             "settlements": self.settlements,
             "ledger": self.ledger,
-            "invoices": self.invoices,
+            "invoice_list": self.invoices,
             "url": self.url,
             "users": self.users,
             "seconds": round(self.seconds, 1),
@@ -333,7 +346,9 @@ def run_demo(engine: Engine, folder: Path, *, first: date | None = None, end: da
     homes = households()
     months = full_months(first, end)
     step(f"generating {len(homes)} households, {first} .. {end}")
-    gen = generate(folder, first, end, homes, synthetic_prices=prices_file is None)
+    live = end >= today  # the data reaches today: publish today's and tomorrow's prices too
+    gen = generate(folder, first, end, homes, synthetic_prices=prices_file is None,
+                   prices_end=end + timedelta(days=PRICE_DAYS_AHEAD) if live else None)
     community = folder / "community.toml"
     community.write_text(community_toml(homes, first.replace(day=1)), encoding="utf-8")
     step("loading the community")
@@ -381,8 +396,9 @@ def demo_users(engine: Engine, homes: list[Household]) -> list[dict[str, object]
     from kwartier.web.auth import create_user, get_user
 
     picks: list[Household] = []
-    for locale in ("nl", "en", "fr"):
-        picks += [h for h in homes if h.locale == locale][:1]
+    for locale in ("nl", "en", "fr"):  # one per language, on a dynamic plan (what the demo is about) if any
+        speakers = [h for h in homes if h.locale == locale]
+        picks += ([h for h in speakers if h.plan != "nl-fixed-2026"] or speakers)[:1]
     wanted: list[dict[str, object]] = [
         {"username": "operator", "password": "demo-operator", "role": "operator", "participant": None},
         {"username": "grid", "password": "demo-grid", "role": "grid", "participant": None},

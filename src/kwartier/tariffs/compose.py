@@ -102,20 +102,32 @@ def align(intervals: pl.DataFrame, quarter_values: pl.DataFrame, name: str) -> p
     return intervals.select("interval_start").join(out.drop("exact"), on="interval_start", how="left")
 
 
+MEMO_LIMIT = 1_000_000  # remembered results per expression before the memo starts over
+
+
 def evaluate_micro(expr: Expression, env: pl.DataFrame, constants: Mapping[str, Decimal]) -> pl.Series:
     """The expression per row of ``env`` (nano-unit columns), in micro-euros per kWh, half-even.
 
-    Evaluated exactly once per distinct combination of the names it reads.
+    Evaluated exactly once per distinct combination of the names it reads, and remembered on the
+    expression (with the constants it reads) so that pricing the same market again, under another
+    what-if or for another household, does not evaluate again.
     """
     names = sorted(expr.names - set(constants))
+    fixed = tuple((n, constants[n]) for n in sorted(expr.names & set(constants)))
     if not names:
         return pl.repeat(_to_micro(expr.evaluate(dict(constants))), env.height, dtype=pl.Int64, eager=True)
     distinct = env.select(names).unique()
+    if len(expr.memo) > MEMO_LIMIT:
+        expr.memo.clear()
     values = []
     for row in distinct.iter_rows():
-        scope = dict(constants)
-        scope.update({n: Decimal(v).scaleb(-9) for n, v in zip(names, row, strict=True)})
-        values.append(_to_micro(expr.evaluate(scope)))
+        key = (fixed, row)
+        micro = expr.memo.get(key)
+        if micro is None:
+            scope = dict(constants)
+            scope.update({n: Decimal(v).scaleb(-9) for n, v in zip(names, row, strict=True)})
+            micro = expr.memo[key] = _to_micro(expr.evaluate(scope))
+        values.append(micro)
     table = distinct.with_columns(pl.Series("__price", values, dtype=pl.Int64))
     return env.select(names).join(table, on=names, how="left", maintain_order="left")["__price"]
 

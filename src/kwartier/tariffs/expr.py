@@ -33,6 +33,8 @@ class Expression:
     tree: ast.Expression
     names: frozenset[str]
     constants: dict[int, Decimal] = field(default_factory=dict)  # id(node) -> its exact value, read once
+    #: Results already rounded by callers, keyed by what they depend on (see compose.evaluate_micro).
+    memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
     def evaluate(self, env: Mapping[str, Decimal]) -> Decimal:
         """The exact value for the names' values in ``env`` (every name must be present)."""

@@ -13,6 +13,7 @@ import re
 import tomllib
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -331,11 +332,18 @@ def load_plan(ref: str | Path) -> LoadedPlan:
         if not p.is_file():
             raise PlanError(f"{p}: no such plan file")
         return plan_from_text(p.read_text(encoding="utf-8"), str(p))
+    return _builtin_plan(str(ref))
+
+
+@cache
+def _builtin_plan(ref: str) -> LoadedPlan:
+    """A built-in plan, loaded once per process: it ships with the package and never changes while running,
+    so its compiled expressions (and what they remember, see compose.evaluate_micro) are shared."""
     ids = builtin_ids()
-    if str(ref) not in ids:
-        raise PlanError(f"no plan {str(ref)!r}: not a file, nor a built-in plan ({', '.join(ids)})")
+    if ref not in ids:
+        raise PlanError(f"no plan {ref!r}: not a file, nor a built-in plan ({', '.join(ids)})")
     res = resources.files("kwartier.tariffs") / "plans" / f"{ref}.toml"
     loaded = plan_from_text(res.read_text(encoding="utf-8"), f"built-in plan {ref}")
-    if loaded.id != str(ref):
+    if loaded.id != ref:
         raise PlanError(f"built-in plan file {ref}.toml has id {loaded.id!r}")
     return loaded

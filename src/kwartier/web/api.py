@@ -186,12 +186,12 @@ def prices(request: Request, user: CurrentUser, plan: str | None = None, day: da
     from kwartier.tariffs.lifecycle import BeyondHorizon
 
     try:
-        table = day_table(request.app.state.engine, loaded, ctx.zone, when)
+        found = day_quarters(request, loaded, ctx.zone, when)
     except BeyondHorizon as exc:  # asked further ahead than a forecast reaches
         raise HTTPException(422, str(exc)) from None
     except MissingData:  # nothing published and nothing to forecast from: a day without prices
-        table = pl.DataFrame()
-    return {"plan": loaded.id, "day": when, "timezone": loaded.plan.timezone, "quarters": quarters(table, loaded)}
+        found = []
+    return {"plan": loaded.id, "day": when, "timezone": loaded.plan.timezone, "quarters": found}
 
 
 @router.get("/prices/explain", response_model=list[Explanation])
@@ -340,6 +340,23 @@ def day_table(engine: Engine, plan: LoadedPlan, zone: str, day: date) -> pl.Data
     from kwartier.services.prices import day_prices
 
     return day_prices(engine, plan, zone, day, datetime.now(UTC))
+
+
+def day_quarters(request: Request, plan: LoadedPlan, zone: str, day: date) -> list[dict[str, Any]]:
+    """``quarters(day_table(...))`` as known now, computed once per data version and quarter-hour.
+
+    Raises what ``day_table`` raises (``BeyondHorizon``, ``MissingData``), from the cache too.
+    """
+    def compute() -> list[dict[str, Any]] | ValueError:
+        try:
+            return quarters(day_table(request.app.state.engine, plan, zone, day), plan)
+        except ValueError as exc:
+            return exc
+
+    out = request.app.state.views.get("day_quarters", (plan.id, plan.where, zone, day), compute)
+    if isinstance(out, ValueError):
+        raise out.with_traceback(None)
+    return out  # type: ignore[no-any-return]
 
 
 def quarters(table: pl.DataFrame, plan: LoadedPlan) -> list[dict[str, Any]]:

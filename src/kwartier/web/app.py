@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from importlib.resources import files
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from kwartier.web import api, pages
 from kwartier.web.auth import LoginLimiter, Signer, web_secret
+from kwartier.web.cache import ViewCache
 
 STATIC_TYPES = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
 LONG_CACHE = "public, max-age=31536000, immutable"
@@ -29,10 +31,11 @@ def create_app(engine: Engine, *, secret: bytes | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.signer = Signer(secret if secret is not None else web_secret(engine))
     app.state.limiter = LoginLimiter()
+    app.state.views = ViewCache(engine)
     app.state.templates = jinja2.Environment(loader=jinja2.PackageLoader("kwartier.web", "templates"),
                                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     app.include_router(api.router)
-    app.include_router(pages.router)
+    pages.include(app)
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> Response:
@@ -47,6 +50,16 @@ def create_app(engine: Engine, *, secret: bytes | None = None) -> FastAPI:
         return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=3600"})
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The portal of a uvicorn worker process: the store at $KWARTIER_DATABASE_URL, signed with
+    $KWARTIER_SECRET when set, else with the store's secret (`kwartier serve --workers N` starts these)."""
+    from kwartier.store import open_store
+
+    secret = os.environ.get("KWARTIER_SECRET")
+    return create_app(open_store(os.environ.get("KWARTIER_DATABASE_URL"), upgrade=False),
+                      secret=secret.encode() if secret else None)
 
 
 @cache

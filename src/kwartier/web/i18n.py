@@ -51,6 +51,11 @@ TEXT: dict[str, dict[str, str]] = {
     "component": {"nl": "Onderdeel", "en": "Component", "fr": "Composante"},
     "amount": {"nl": "Bedrag", "en": "Amount", "fr": "Montant"},
     "total": {"nl": "Totaal (incl. btw)", "en": "Total (incl. VAT)", "fr": "Total (TTC)"},
+    "vat_line": {"nl": "Btw", "en": "VAT", "fr": "TVA"},
+    "on_reference": {"nl": "U heeft zelf het vaste tarief ({plan}); onder Leren ziet u wat een dynamisch tarief had "
+                           "gekost.", "en": "You are on the fixed tariff ({plan}) yourself; Learn shows what a dynamic "
+                           "tariff would have cost.", "fr": "Vous avez vous-même le tarif fixe ({plan}) ; Apprendre "
+                           "montre ce qu'un tarif dynamique aurait coûté."},
     "compare": {"nl": "Met een vast tarief ({plan}) was het {amount} geweest.",
                 "en": "With a fixed tariff ({plan}) it would have been {amount}.",
                 "fr": "Avec un tarif fixe ({plan}), cela aurait été {amount}."},

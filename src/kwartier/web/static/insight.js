@@ -18,7 +18,7 @@
       { x: x, y: part("forecast"), customdata: at, name: c.labels.forecast, mode: "lines", line: { shape: "hv", dash: "dash", color: "#d9822b" } }
     ];
     var chart = document.getElementById("prices-chart");
-    Plotly.newPlot(chart, traces, { margin: { t: 10 }, yaxis: { title: "EUR/kWh" }, hovermode: "x" }, config);
+    Plotly.newPlot(chart, traces, { margin: { t: 10 }, yaxis: { title: { text: "EUR/kWh" } }, hovermode: "x" }, config);
     chart.on("plotly_click", function (ev) {
       var when = ev.points[0].customdata;
       var url = "/api/v1/prices/explain?plan=" + encodeURIComponent(c.plan) + "&at=" + encodeURIComponent(when) + "&lang=" + c.lang;
@@ -40,14 +40,14 @@
     Plotly.newPlot("usage-chart", [
       { x: c.usage.x, y: c.usage.import, name: c.labels.import, type: "bar", marker: { color: "#16324f" } },
       { x: c.usage.x, y: c.usage.export, name: c.labels.export, type: "bar", marker: { color: "#4caf50" } }
-    ], { margin: { t: 10 }, barmode: "group", yaxis: { title: "kWh" } }, config);
+    ], { margin: { t: 10 }, barmode: "group", yaxis: { title: { text: "kWh" } } }, config);
   }
   var g = data("grid-data");
   if (g && g.x.length && document.getElementById("grid-chart")) {
     Plotly.newPlot("grid-chart", [
       { x: g.x, y: g.import, name: g.labels.import, mode: "lines", line: { color: "#16324f" } },
       { x: g.x, y: g.export, name: g.labels.export, mode: "lines", line: { color: "#4caf50" } }
-    ], { margin: { t: 10 }, yaxis: { title: "kWh" } }, config);
+    ], { margin: { t: 10 }, yaxis: { title: { text: "kWh" } } }, config);
   }
 })();
 // The performance page: the participant's average price per kWh against the community's, per month.
@@ -59,6 +59,6 @@
     Plotly.newPlot("performance-chart", [
       { x: p.x, y: p.mine, name: p.labels.you, mode: "lines+markers", line: { color: "#16324f" } },
       { x: p.x, y: p.community, name: p.labels.community_avg, mode: "lines+markers", line: { color: "#d9822b", dash: "dash" } }
-    ], { margin: { t: 10 }, yaxis: { title: "EUR/kWh" } }, { responsive: true, displaylogo: false });
+    ], { margin: { t: 10 }, xaxis: { type: "category" }, yaxis: { title: { text: "EUR/kWh" } } }, { responsive: true, displaylogo: false });
   }
 })();

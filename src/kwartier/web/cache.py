@@ -1,0 +1,90 @@
+"""Computed page data, kept until the store changes or the quarter-hour turns.
+
+A page of the portal is a pure function of (who asks, what is asked, the store's content, the
+current quarter-hour): prices "as known now" change status at quarter boundaries, and everything
+else changes only when something is written (an import, a settle run, a bill run, a new community
+definition). So a view's data is computed once per key and data version, and served from memory
+until either changes. Rendering the template stays per request (it holds the CSRF token).
+
+The data version is one cheap query (the highest row id of each table that pages read, each an
+index lookup) made at most once per ``ttl_s`` seconds per process, so a write is visible on the
+pages within that time. Each uvicorn worker keeps its own cache; nothing personal leaves the process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, func, select
+
+from kwartier.store import schema
+from kwartier.timegrid import floor_to_grid
+
+T = TypeVar("T")
+
+#: What changes when a page's content can: the highest id of every table pages read (invoices, never
+#: deleted and keyed by number, by their count). Each is an index lookup.
+WATCHED = (func.max(schema.imports.c.id), func.max(schema.readings.c.id), func.max(schema.prices.c.id),
+           func.max(schema.entities.c.id), func.max(schema.settle_runs.c.id), func.max(schema.journal.c.seq),
+           func.count(schema.invoices.c.number))
+
+
+class ViewCache:
+    """A bounded, thread-safe LRU of computed view data, keyed by (view, key, data version, quarter)."""
+
+    def __init__(self, engine: Engine, *, maxsize: int = 4096, ttl_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self.maxsize = maxsize
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._version: tuple[int, ...] | None = None
+        self._version_at = float("-inf")
+        self.hits = 0
+        self.misses = 0
+
+    def data_version(self) -> tuple[int, ...]:
+        """The highest id of every watched table, re-read at most once per ``ttl_s`` seconds."""
+        now = self._clock()
+        if self._version is None or now - self._version_at >= self.ttl_s:
+            query = select(*[select(w).scalar_subquery() for w in WATCHED])
+            with self.engine.connect() as conn:
+                row = conn.execute(query).one()
+            self._version = tuple(v or 0 for v in row)
+            self._version_at = now
+        return self._version
+
+    def get(self, view: str, key: Hashable, compute: Callable[[], T], *, per_quarter: bool = True) -> T:
+        """The view's data for ``key`` in the current data version (and quarter), computed on a miss.
+
+        ``per_quarter=False`` for data that does not depend on the time of asking (a billed month's
+        what-ifs, the invoice list). Two requests that miss at once may both compute; the result is
+        the same, the last one stays.
+        """
+        quarter = floor_to_grid(datetime.now(UTC)) if per_quarter else None
+        full = (view, key, self.data_version(), quarter)
+        with self._lock:
+            if full in self._items:
+                self._items.move_to_end(full)
+                self.hits += 1
+                return self._items[full]  # type: ignore[no-any-return]
+        self.misses += 1
+        value = compute()
+        with self._lock:
+            self._items[full] = value
+            self._items.move_to_end(full)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._version = None
