@@ -747,5 +747,19 @@ def _serve(engine, host: str, port: int, workers: int | None = None) -> None:  #
                 proxy_headers=True, log_level="warning")
 
 
+# --- commands that live in their own modules --------------------------------------------------------
+steer_app = typer.Typer(help="Steer devices: re-plan every quarter-hour and dispatch set-points.", no_args_is_help=True)
+app.add_typer(steer_app, name="steer")
+
+
+def _register_modules() -> None:
+    from kwartier import cli_dispatch
+
+    cli_dispatch.register(steer_app)
+
+
+_register_modules()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from sqlalchemy import Engine
 
-from kwartier.web import api, pages
+from kwartier.web import api, feeds, pages
 from kwartier.web.auth import LoginLimiter, Signer, web_secret
 from kwartier.web.cache import ViewCache
 
@@ -35,6 +35,7 @@ def create_app(engine: Engine, *, secret: bytes | None = None) -> FastAPI:
     app.state.templates = jinja2.Environment(loader=jinja2.PackageLoader("kwartier.web", "templates"),
                                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     app.include_router(api.router)
+    app.include_router(feeds.router)
     pages.include(app)
 
     @app.get("/static/plotly.min.js", include_in_schema=False)

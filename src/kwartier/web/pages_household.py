@@ -174,9 +174,12 @@ def _alerts(request: Request, user: User, lang: str) -> list[dict[str, str]]:
             q = api.day_quarters(request, plan, ctx.zone, tomorrow)
         except ValueError:
             q = []
+        # Advice counts once tomorrow's day-ahead prices are published: a component fixed later (JEM's
+        # congestion surcharge, 4 h ahead) may still change, but the market's shape is known.
+        published = _market_published(request, ctx.zone, ctx.tz, tomorrow, now)
         table = pl.DataFrame({"interval_start": [datetime.fromisoformat(x["start"]) for x in q],
                               "price_ueur_per_kwh": [int(Decimal(x["eur_per_kwh"]).scaleb(6)) for x in q],
-                              "fixed": [x["status"] == "fixed" for x in q]},
+                              "fixed": [published or x["status"] == "fixed" for x in q]},
                              schema={"interval_start": pl.Datetime("us", "UTC"), "price_ueur_per_kwh": pl.Int64,
                                      "fixed": pl.Boolean})
         found.append(alerts.cheapest_window(table, ctx.tz, tomorrow))
@@ -195,3 +198,16 @@ def _alerts(request: Request, user: User, lang: str) -> list[dict[str, str]]:
     return shown
 
 
+def _market_published(request: Request, zone: str, tz: str, day: Any, now: datetime) -> bool:
+    """Whether every quarter of the local ``day`` has a day-ahead price known at ``now``."""
+    from kwartier.services.prices import stored_prices
+    from kwartier.timegrid import local_period_bounds
+
+    start, stop = local_period_bounds(day, day + timedelta(days=1), tz)
+    market = stored_prices(request.app.state.engine, zone, start, stop)
+    if market.is_empty():
+        return False
+    known = market.filter(pl.col("known_at") <= now)
+    hours = {"PT15M": 1, "PT60M": 4}
+    covered = sum(hours.get(r, 0) for r in known["resolution"].to_list())
+    return covered >= int((stop - start).total_seconds() // 900)
