@@ -730,15 +730,15 @@ def _serve(engine, host: str, port: int, workers: int | None = None) -> None:  #
 
     import uvicorn
 
-    from kwartier.web.app import create_app
+    from kwartier.web.app import SERVE_CACHE_TTL_S, create_app
     from kwartier.web.auth import web_secret
 
     count = workers or max(1, min(os.cpu_count() or 1, 4))
     secret = os.environ.get("KWARTIER_SECRET")
     err.print(f"portal at http://{host}:{port}/ ({count} worker{'s' if count > 1 else ''}; Ctrl+C stops it)")
     if count == 1:
-        uvicorn.run(create_app(engine, secret=secret.encode() if secret else None), host=host, port=port,
-                    proxy_headers=True, log_level="warning")
+        uvicorn.run(create_app(engine, secret=secret.encode() if secret else None, cache_ttl_s=SERVE_CACHE_TTL_S),
+                    host=host, port=port, proxy_headers=True, log_level="warning")
         return
     if not secret:
         web_secret(engine)  # generated and stored once, before the workers read it

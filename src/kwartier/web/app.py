@@ -17,13 +17,16 @@ from kwartier.web.cache import ViewCache
 
 STATIC_TYPES = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
 LONG_CACHE = "public, max-age=31536000, immutable"
+SERVE_CACHE_TTL_S = 1.0  # a served portal shows a write within this time
 
 
-def create_app(engine: Engine, *, secret: bytes | None = None) -> FastAPI:
+def create_app(engine: Engine, *, secret: bytes | None = None, cache_ttl_s: float = 0.0) -> FastAPI:
     """The portal over ``engine``. ``secret`` signs sessions and tokens; without one, the store's is used.
 
     The store's secret is generated on first use and kept in the ``settings`` table, so a restart
     keeps everyone logged in; `kwartier serve` passes ``$KWARTIER_SECRET`` when it is set.
+    ``cache_ttl_s``: how long the pages trust their last look at the store's data version (see
+    web/cache.py); 0 looks on every request, `kwartier serve` allows a write 1 s to show.
     """
     app = FastAPI(title="kwartier", version="1", docs_url="/api/v1/docs", redoc_url=None,
                   openapi_url="/api/v1/openapi.json", swagger_ui_oauth2_redirect_url="/api/v1/docs/oauth2-redirect",
@@ -31,7 +34,7 @@ def create_app(engine: Engine, *, secret: bytes | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.signer = Signer(secret if secret is not None else web_secret(engine))
     app.state.limiter = LoginLimiter()
-    app.state.views = ViewCache(engine)
+    app.state.views = ViewCache(engine, ttl_s=cache_ttl_s)
     app.state.templates = jinja2.Environment(loader=jinja2.PackageLoader("kwartier.web", "templates"),
                                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     app.include_router(api.router)
@@ -60,7 +63,7 @@ def app_from_env() -> FastAPI:
 
     secret = os.environ.get("KWARTIER_SECRET")
     return create_app(open_store(os.environ.get("KWARTIER_DATABASE_URL"), upgrade=False),
-                      secret=secret.encode() if secret else None)
+                      secret=secret.encode() if secret else None, cache_ttl_s=SERVE_CACHE_TTL_S)
 
 
 @cache

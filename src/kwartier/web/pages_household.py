@@ -183,7 +183,7 @@ def _alerts(request: Request, user: User, lang: str) -> list[dict[str, str]]:
                              schema={"interval_start": pl.Datetime("us", "UTC"), "price_ueur_per_kwh": pl.Int64,
                                      "fixed": pl.Boolean})
         found.append(alerts.cheapest_window(table, ctx.tz, tomorrow))
-        # congestion: the plan's input series have no stored values yet, so this rule has nothing to read
+        found.append(alerts.congestion_ahead(_congestion(request, plan, ctx.zone, (day, tomorrow)), now))
     found.append(alerts.negative_prices(stored_prices(engine, ctx.zone, now - timedelta(minutes=15),
                                                       now + timedelta(days=2)), now))
     start = api.now_quarter() - timedelta(days=7 * alerts.WEEKS_BACK + 2)
@@ -211,3 +211,21 @@ def _market_published(request: Request, zone: str, tz: str, day: Any, now: datet
     hours = {"PT15M": 1, "PT60M": 4}
     covered = sum(hours.get(r, 0) for r in known["resolution"].to_list())
     return covered >= int((stop - start).total_seconds() // 900)
+
+
+def _congestion(request: Request, plan: Any, zone: str, days: tuple[Any, ...]) -> pl.DataFrame:
+    """The plan's congestion component (EUR/kWh, as known now) per quarter of ``days``; empty without one.
+
+    Its values are the plan's input series ``congestion``; a quarter without a published value has
+    the plan's default (no surcharge).
+    """
+    rows: list[tuple[datetime, Decimal]] = []
+    for day in days:
+        try:
+            found = api.day_quarters(request, plan, zone, day)
+        except ValueError:
+            continue
+        rows += [(datetime.fromisoformat(q["start"]), Decimal(c["eur_per_kwh"])) for q in found
+                 for c in q["components"] if c["component"] == "congestion"]
+    return pl.DataFrame(rows, schema={"interval_start": pl.Datetime("us", "UTC"), "value": pl.Decimal(18, 6)},
+                        orient="row")
