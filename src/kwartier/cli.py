@@ -753,9 +753,10 @@ app.add_typer(steer_app, name="steer")
 
 
 def _register_modules() -> None:
-    from kwartier import cli_dispatch
+    from kwartier import cli_dispatch, cli_steer
 
     cli_dispatch.register(steer_app)
+    cli_steer.register(app)
 
 
 _register_modules()

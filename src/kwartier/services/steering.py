@@ -105,8 +105,7 @@ def steering_prices(engine: Engine, plan: LoadedPlan, zone: str, starts: tuple[d
     ``starts``, from the market prices known at ``known_at``; quarters not published yet get the
     plan's forecast. The same prices as ``kwartier plan --plan`` (``plan_prices``).
     """
-    # plan_prices lives in cli_steer for now; it belongs in kwartier.steer (see the final report).
-    from kwartier.cli_steer import plan_prices
+    from kwartier.steer.prices import plan_prices
 
     stored = stored_prices(engine, zone, starts[0] - HISTORY, starts[-1] + QUARTER)
     p = plan_prices(plan, market_as_known(stored, known_at), starts)

@@ -191,7 +191,13 @@ def prices(request: Request, user: CurrentUser, plan: str | None = None, day: da
         raise HTTPException(422, str(exc)) from None
     except MissingData:  # nothing published and nothing to forecast from: a day without prices
         found = []
-    return {"plan": loaded.id, "day": when, "timezone": loaded.plan.timezone, "quarters": found}
+
+    def body() -> bytes:  # validated against the response model once, then served as it is
+        return DayPrices(plan=loaded.id, day=when, timezone=loaded.plan.timezone,
+                         quarters=found).model_dump_json().encode()
+
+    return Response(request.app.state.views.get("prices_json", (loaded.id, loaded.where, ctx.zone, when), body),
+                    media_type="application/json")
 
 
 @router.get("/prices/explain", response_model=list[Explanation])
