@@ -96,9 +96,11 @@ def test_demo_imports_and_its_costs_are_exact(demo_run):
     assert len(out["connections"]) == 90 and out["participants"] == 90
     from datetime import date, timedelta
 
-    this_month = date.today().replace(day=1)
-    assert out["from"] == (this_month - timedelta(days=1)).replace(day=1).isoformat()  # the last full month
-    assert out["to"] == this_month.isoformat() and out["not_billed"] is None
+    today = date.today()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    assert out["from"] == last_month.isoformat() and out["to"] == today.isoformat()  # last month up to today
+    assert out["months"] == [f"{last_month:%Y-%m}"]  # only the whole month is settled and billed
+    assert (out["not_billed"] is None) == (today.day == 1)  # this month so far is shown, not billed
     prices = pl.read_csv(folder / "kwartier-demo" / "prices_NL.csv",
                          schema_overrides={"price_eur_per_mwh": pl.String})
     price_of = dict(zip(prices["timestamp"], prices["price_eur_per_mwh"], strict=True))

@@ -753,10 +753,13 @@ app.add_typer(steer_app, name="steer")
 
 
 def _register_modules() -> None:
-    from kwartier import cli_dispatch, cli_steer
+    from kwartier import cli_community, cli_dispatch, cli_governance, cli_steer, cli_telemetry
 
     cli_dispatch.register(steer_app)
     cli_steer.register(app)
+    cli_community.register(community_app)
+    cli_governance.register(app)
+    cli_telemetry.register(app)
 
 
 _register_modules()

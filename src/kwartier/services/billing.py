@@ -181,6 +181,10 @@ def _context(defn, st: Statement, first: date, end: date, period: str, issue: da
             products.append(plan.plan.name)
             for comp in plan.components:
                 labels.setdefault(comp.spec.id, comp.spec.label_in(person.locale))
+    from kwartier.community.pricing import COMPONENTS, component_label
+
+    for comp in COMPONENTS:  # the community's own lines (shared energy, solidarity)
+        labels.setdefault(comp, component_label(comp, person.locale))
     return {"issue_date": issue, "due_days": DUE_DAYS, "period": period, "period_start": first, "period_end": end,
             "seller": Seller(party.id, party.name, party.vat_id, Address(country)),
             "buyer": Buyer(person.id, person.name, person.email, person.locale, Address(country)),

@@ -421,7 +421,8 @@ def _posted(conn: Connection, period: str) -> dict[tuple[str, str | None, str], 
     j = schema.journal
     out: dict[tuple[str, str | None, str], tuple[int, dict | None]] = {}
     for row in conn.execute(select(j.c.participant, j.c.connection, j.c.component, j.c.debit, j.c.amount_nano,
-                                   j.c.inputs).where(j.c.period == period).order_by(j.c.seq)):
+                                   j.c.inputs).where(j.c.period == period,
+                                                     j.c.kind.in_(("settlement", "correction"))).order_by(j.c.seq)):
         sign = 1 if row.debit == f"participant:{row.participant}" else -1
         key = (row.participant, row.connection, row.component)
         total, _ = out.get(key, (0, None))

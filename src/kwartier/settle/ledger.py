@@ -12,6 +12,11 @@ total debits equal total credits by construction, for every period. Accounts are
 
 Appending takes a lock (PostgreSQL: an exclusive table lock; SQLite serialises writers) so two
 runs cannot fork the chain.
+
+Records: facts that move no money but must be as tamper-evident as the money (a rulebook version, a
+vote, a member joining) are entries of kind ``record`` with amount 0, debit = credit = ``record`` and
+period ``0000-00`` (so no month's postings, totals or bills include them). They are chained and
+checked like every other entry, and each batch gets its own run whose summary records the head.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from sqlalchemy import Connection, func, select, text
 from kwartier.store import schema
 
 GENESIS = "0" * 64
+RECORD_KIND = "record"
+RECORD_ACCOUNT = "record"
+RECORD_PERIOD = "0000-00"
 FIELDS = ("seq", "posted_at", "period", "kind", "debit", "credit", "amount_nano", "participant", "payee",
           "connection", "component", "run_id", "inputs", "prev_hash")
 
@@ -96,6 +104,47 @@ def append(conn: Connection, postings: list[Posting], run_id: int) -> int:
 
 
 @dataclass(frozen=True)
+class Record:
+    """A non-monetary fact for the chain: who (an id, never personal data), about what, and its content."""
+
+    participant: str
+    subject: str  # e.g. "governance", "membership": stored in the payee column
+    what: str  # e.g. "rulebook:v2", "vote:3": stored in the component column
+    inputs: dict[str, object]
+
+
+def append_records(conn: Connection, records: list[Record]) -> list[int]:
+    """Append ``records`` as one run of ``record`` entries chained to the head; return their ``seq`` numbers."""
+    _lock(conn)
+    now = datetime.now(UTC)
+    run_id = int(conn.execute(schema.settle_runs.insert().values(
+        period=RECORD_PERIOD, started_at=now, summary={}).returning(schema.settle_runs.c.id)).scalar_one())
+    seq, prev = head(conn)
+    rows, seqs = [], []
+    for r in records:
+        seq += 1
+        seqs.append(seq)
+        entry = {"seq": seq, "posted_at": now.replace(microsecond=0), "period": RECORD_PERIOD, "kind": RECORD_KIND,
+                 "debit": RECORD_ACCOUNT, "credit": RECORD_ACCOUNT, "amount_nano": 0, "participant": r.participant,
+                 "payee": r.subject, "connection": None, "component": r.what, "run_id": run_id,
+                 "inputs": r.inputs, "prev_hash": prev}
+        entry["hash"] = prev = entry_hash(entry)
+        rows.append(entry)
+    if rows:
+        conn.execute(schema.journal.insert(), rows)
+    conn.execute(schema.settle_runs.update().where(schema.settle_runs.c.id == run_id).values(
+        summary={"kind": RECORD_KIND, "records": len(rows), "journal": {"entries": seq, "head": prev}}))
+    return seqs
+
+
+def _valid_entry(row: dict[str, object]) -> bool:
+    """A posting moves a positive amount between two accounts; a record moves nothing, on the record account."""
+    if row["kind"] == RECORD_KIND:
+        return _int(row["amount_nano"]) == 0 and row["debit"] == row["credit"] == RECORD_ACCOUNT
+    return _int(row["amount_nano"]) > 0 and row["debit"] != row["credit"]
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     entries: int
@@ -132,7 +181,7 @@ def verify(conn: Connection) -> Verdict:
             return Verdict(False, n - 1, seq, f"entry {seq} stands where entry {n} should: a row was deleted or moved")
         if row["prev_hash"] != expected_prev:
             return Verdict(False, n - 1, seq, "its prev_hash does not match the entry before it")
-        if _int(row["amount_nano"]) <= 0 or row["debit"] == row["credit"]:
+        if not _valid_entry(row):
             return Verdict(False, n - 1, seq, "not a valid posting (amount <= 0 or debit = credit)")
         if entry_hash(row) != row["hash"]:
             return Verdict(False, n - 1, seq, "its content does not match its hash: the row was changed")
@@ -154,6 +203,7 @@ def balances(conn: Connection) -> dict[str, int]:
     j = schema.journal
     out: dict[str, int] = {}
     for col, sign in ((j.c.debit, 1), (j.c.credit, -1)):
-        for account, total in conn.execute(select(col, func.sum(j.c.amount_nano)).group_by(col)):
+        for account, total in conn.execute(select(col, func.sum(j.c.amount_nano))
+                                           .where(j.c.kind != RECORD_KIND).group_by(col)):
             out[account] = out.get(account, 0) + sign * int(total)
     return dict(sorted(out.items()))

@@ -276,3 +276,6 @@ settings = Table(
     Column("key", String(40), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Tables defined beside this module, on the same metadata (migrations 0005 and 0006).
+from kwartier.store import schema_governance, schema_telemetry  # noqa: E402,F401

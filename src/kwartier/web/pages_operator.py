@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from kwartier.money import nano_to_cents
+from kwartier.settle.ledger import RECORD_PERIOD
 from kwartier.store import schema
 from kwartier.web import api, i18n
 from kwartier.web.page import (
@@ -45,7 +46,7 @@ def operator(request: Request) -> Response:
         members = [{"id": p.id, "name": p.name, "connections": per[p.id]} for p in ctx.defn.spec.participants]
     j, runs, inv = schema.journal, schema.settle_runs, schema.invoices
     with engine.connect() as conn:
-        settled = sorted(set(conn.execute(select(runs.c.period)).scalars()))
+        settled = sorted(set(conn.execute(select(runs.c.period).where(runs.c.period != RECORD_PERIOD)).scalars()))
         period = settled[-1] if settled else None
         owed: dict[str, int] = {}
         if period:
