@@ -16,6 +16,8 @@ from test_web_api import PASSWORD, build_world, token_of
 QUERY = {"/api/v1/prices/explain": {"at": (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT12:00:00Z")}}
 #: Routes that hold no one's data, or only one's own (token: checked below).
 PUBLIC_OR_OWN = {"/api/v1/auth/token", "/api/v1/prices", "/api/v1/prices/explain"}
+#: Public tariff feeds: a plan's prices only, served without a login (evcc reads them).
+PUBLIC = {"/api/v1/tariff/{plan}/evcc"}
 #: Every API path of the spec, by how it is checked.
 WITH_PARAMS = {"/api/v1/connections/{ean}/intervals", "/api/v1/invoices/{number}", "/api/v1/invoices/{number}.pdf",
                "/api/v1/invoices/{number}.xml"}
@@ -23,7 +25,7 @@ LISTS = {"/api/v1/me", "/api/v1/invoices"}
 PAGES_WITH_PARAMS = {"/invoices/{number}", "/invoices/{number}.pdf", "/invoices/{number}.xml"}
 OPERATOR_PAGES = {"/operator", "/grid"}
 #: Pages of one's own data only, without a parameter: what B gets there holds nothing of A's.
-OWN_PAGES = {"/", "/invoices", "/learn", "/performance", "/alerts", "/export", "/export/readings.csv",
+OWN_PAGES = {"/", "/invoices", "/learn", "/performance", "/alerts", "/community", "/export", "/export/readings.csv",
              "/export/readings.json", "/export/invoices.json", "/export/costs.json", "/export/prices.csv"}
 OPEN_PAGES = {"/login"}
 
@@ -47,7 +49,7 @@ def login(client: TestClient, username: str) -> None:
 def test_every_api_route_is_covered_and_isolated(world):
     app = create_app(world.engine, secret=b"s")
     paths = app.openapi()["paths"]
-    assert set(paths) == WITH_PARAMS | LISTS | PUBLIC_OR_OWN, "a new route: add it to this walk"
+    assert set(paths) == WITH_PARAMS | LISTS | PUBLIC_OR_OWN | PUBLIC, "a new route: add it to this walk"
     client = TestClient(app)
     a, b = token_of(client, "user0"), token_of(client, "user1")
     a_ean, a_number = world.eans[0], world.invoices["p0"][0]
@@ -57,6 +59,10 @@ def test_every_api_route_is_covered_and_isolated(world):
             assert set(ops) == {"post"} and path == "/api/v1/auth/token"
             continue
         url = _fill(path, a_ean, a_number)
+        if path in PUBLIC:  # no login, and nothing of anyone's in it
+            public = client.get(url.replace("{plan}", "nl-dynamic-2026"))
+            assert public.status_code == 200 and not any(m in public.text for m in a_marks), path
+            continue
         mine = client.get(url, params=QUERY.get(path), headers=a)
         assert mine.status_code == 200, (path, mine.text)  # the route works for its owner ...
         theirs = client.get(url, params=QUERY.get(path), headers=b)

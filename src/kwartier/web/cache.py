@@ -62,15 +62,17 @@ class ViewCache:
             self._version_at = now
         return self._version
 
-    def get(self, view: str, key: Hashable, compute: Callable[[], T], *, per_quarter: bool = True) -> T:
+    def get(self, view: str, key: Hashable, compute: Callable[[], T], *, per_quarter: bool = True,
+            versioned: bool = True) -> T:
         """The view's data for ``key`` in the current data version (and quarter), computed on a miss.
 
         ``per_quarter=False`` for data that does not depend on the time of asking (a billed month's
         what-ifs, the invoice list). Two requests that miss at once may both compute; the result is
-        the same, the last one stays.
+        the same, the last one stays. ``versioned=False`` when ``key`` itself names every input the
+        data depends on (then a write elsewhere, a vote say, does not throw it away).
         """
         quarter = floor_to_grid(datetime.now(UTC)) if per_quarter else None
-        full = (view, key, self.data_version(), quarter)
+        full = (view, key, self.data_version() if versioned else None, quarter)
         with self._lock:
             if full in self._items:
                 self._items.move_to_end(full)

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from kwartier.web import api, i18n, pages_export, pages_household, pages_invoices, pages_learn, pages_operator
+from kwartier.web import (
+    api,
+    i18n,
+    pages_community,
+    pages_export,
+    pages_household,
+    pages_invoices,
+    pages_learn,
+    pages_operator,
+)
 from kwartier.web.auth import SESSION_SECONDS, authenticate
 from kwartier.web.page import (
     CSRF_COOKIE,
@@ -64,7 +73,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 
 
-PAGE_MODULES = (pages_household, pages_invoices, pages_learn, pages_export, pages_operator)
+PAGE_MODULES = (pages_household, pages_invoices, pages_learn, pages_export, pages_operator, pages_community)
 
 
 def routes() -> list[Any]:
