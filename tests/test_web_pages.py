@@ -132,10 +132,16 @@ def test_operator_sees_the_community(world):
 
 
 def test_grid_page_aggregates_only(engine, tmp_path):
+    from kwartier.services.privacy import set_consent
+
     world = build_world(engine, tmp_path, n=5)
     client = TestClient(create_app(world.engine, secret=b"s"))
     login(client, "greta")
     assert client.get("/operator").status_code == 404 and client.get("/invoices").text.count("<tr>") == 0
+    for i in range(4):
+        set_consent(world.engine, f"p{i}", "grid", True, by=f"p{i}")
+    assert 'id="grid-chart"' not in client.get("/grid").text  # four households agreed: not enough for a sum
+    set_consent(world.engine, "p4", "grid", True, by="p4")
     page = client.get("/grid")
     assert page.status_code == 200 and 'id="grid-chart"' in page.text
     assert not any(ean in page.text for ean in world.eans) and "Household" not in page.text

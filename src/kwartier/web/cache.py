@@ -23,16 +23,16 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, func, select
 
-from kwartier.store import schema
+from kwartier.store import schema, schema_governance
 from kwartier.timegrid import floor_to_grid
 
 T = TypeVar("T")
 
 #: What changes when a page's content can: the highest id of every table pages read (invoices, never
-#: deleted and keyed by number, by their count). Each is an index lookup.
+#: deleted and keyed by number, by their count; consents, append-only). Each is an index lookup.
 WATCHED = (func.max(schema.imports.c.id), func.max(schema.readings.c.id), func.max(schema.prices.c.id),
            func.max(schema.entities.c.id), func.max(schema.settle_runs.c.id), func.max(schema.journal.c.seq),
-           func.count(schema.invoices.c.number))
+           func.count(schema.invoices.c.number), func.max(schema_governance.consents.c.id))
 
 
 class ViewCache:

@@ -136,9 +136,12 @@ TEXT: dict[str, dict[str, str]] = {
     "fed_kwh": {"nl": "Teruggeleverd (kWh)", "en": "Fed in (kWh)", "fr": "Injecté (kWh)"},
     "load_title": {"nl": "Totale belasting van het gebied, laatste 7 dagen",
                    "en": "Total load of the area, last 7 days", "fr": "Charge totale de la zone, 7 derniers jours"},
-    "households": {"nl": "Alleen kwartieren met minstens {n} huishoudens worden getoond.",
-                   "en": "Only quarter-hours with at least {n} households are shown.",
-                   "fr": "Seuls les quarts d'heure d'au moins {n} foyers sont affichés."},
+    "households": {"nl": "Alleen huishoudens die toestemming gaven voor de netbeheerder tellen mee, en alleen "
+                         "kwartieren met minstens {n} van hen worden getoond.",
+                   "en": "Only households that agreed to share with the grid operator count, and only quarter-hours "
+                         "with at least {n} of them are shown.",
+                   "fr": "Seuls les foyers ayant consenti au partage avec le gestionnaire de réseau comptent, et "
+                         "seuls les quarts d'heure d'au moins {n} d'entre eux sont affichés."},
     "too_few": {"nl": "Te weinig huishoudens voor een totaal.", "en": "Too few households for an aggregate.",
                 "fr": "Trop peu de foyers pour un agrégat."},
     "learn": {"nl": "Leren", "en": "Learn", "fr": "Apprendre"},

@@ -90,23 +90,34 @@ def grid(request: Request) -> Response:
         return to_login()
     if user.role not in ("grid", "operator"):
         return not_found(request, user)
+    lang = language(request)
+    data = request.app.state.views.get("grid", (user.username, user.role, user.party, lang),
+                                       lambda: _grid(request, user, lang))
+    return render(request, "grid.j2", user, **data)
+
+
+def _grid(request: Request, user: Any, lang: str) -> dict[str, Any]:
+    """The area's load over the last 7 days: households that consented to grid use, quarters of at least k."""
+    from kwartier.services.privacy import TooFewHouseholds, aggregate_for_grid
+
     engine = request.app.state.engine
     ctx = api.context(engine, user)
-    owner: dict[str, str] = {}
-    if ctx.defn is not None:
-        owner = {c.ean: c.participant for c in ctx.defn.spec.connections
-                 if user.party is None or c.grid == user.party}
     end = api.now_quarter()
-    frame = api.readings(engine, list(owner), end - timedelta(days=7), end)
-    load = (frame.with_columns(household=pl.col("connection").replace_strict(owner, default=None))
-            .group_by("interval_start")
-            .agg(pl.col("import_wh").sum(), pl.col("export_wh").sum(), pl.col("household").n_unique().alias("n"))
-            .filter(pl.col("n") >= MIN_HOUSEHOLDS).sort("interval_start"))
-    lang = language(request)
+    households = 0
+    if ctx.defn is not None:
+        households = len({c.participant for c in ctx.defn.spec.connections
+                          if user.party is None or c.grid == user.party})
+    try:
+        load = aggregate_for_grid(engine, end - timedelta(days=7), end, actor=user.username, role=user.role,
+                                  party=user.party, k=MIN_HOUSEHOLDS)
+    except (TooFewHouseholds, ValueError):  # too few consenting households, or no community yet
+        load = pl.DataFrame(schema={"interval_start": pl.Datetime("us", "UTC"), "import_wh": pl.Int64,
+                                    "export_wh": pl.Int64})
+    load = load.sort("interval_start")
     chart = {"x": [local_time(ts, ctx.tz) for ts in load["interval_start"]],
              "import": [w / 1000 for w in load["import_wh"]], "export": [w / 1000 for w in load["export_wh"]],
              "labels": {k: i18n.t(k, lang) for k in ("import", "export")}}
-    return render(request, "grid.j2", user, chart=chart, households=len(set(owner.values())),
-                  min_households=MIN_HOUSEHOLDS, generated=local_time(datetime.now(UTC), ctx.tz))
+    return {"chart": chart, "households": households, "min_households": MIN_HOUSEHOLDS,
+            "generated": local_time(datetime.now(UTC), ctx.tz)}
 
 
