@@ -91,6 +91,23 @@ def test_the_community_has_90_participants_and_39_batteries(january):
     assert out["invoices"] == len(out["invoice_list"]) == 90
 
 
+
+def test_batteries_on_a_dynamic_plan_are_steered_and_save_money(january):
+    """33 of the 39 batteries are on a dynamic plan and follow the optimiser, re-planned daily (31 days at
+    13:00 plus the start); the 6 on the fixed plan keep the self-consumption rule."""
+    folder, out, _ = january
+    st = out["steering"]
+    assert st["batteries_steered"] == 33 and st["solves"] == 33 * 32 and st["time_limited"] == 0
+    for h in meta(folder):
+        want = None if not h["battery"] else "self-consumption" if h["plan"] == "nl-fixed-2026" else "steered"
+        assert h["battery_control"] == want, h["participant"]
+    saving = st["saving"]
+    assert (saving["from"], saving["to"]) == ("2026-01-01", "2026-02-01")
+    assert Decimal(saving["eur"]) == Decimal(saving["self_consumption_eur"]) - Decimal(saving["steered_eur"]) > 0
+    assert len(saving["by_participant"]) == 33 and all(Decimal(v) >= 0 for v in saving["by_participant"].values())
+    print(f"\nsteering: {st['batteries_steered']} batteries, {st['solves']} plans in {st['seconds']} s; "
+          f"January saving EUR {saving['eur']} ({saving['self_consumption_eur']} -> {saving['steered_eur']})")
+
 def test_pv_households_export_on_sunny_days(january):
     folder, _out, _ = january
     days = weather(folder)
@@ -126,7 +143,9 @@ def test_heat_pump_households_use_more_on_cold_days(january):
 
 def test_evs_charge_in_the_evening_at_11_kw(january):
     folder, _out, _ = january
-    for h in meta(folder):
+    unsteered = [h for h in meta(folder) if h["battery_control"] != "steered"]  # a steered battery may charge
+    assert sum(bool(h["ev_commute_km"]) for h in unsteered) >= 10  # from the grid at 5 kW at any hour
+    for h in unsteered:
         big = []  # local hours of quarters taking 1.5 kWh or more (6 kW and up: a battery may cover 5 kW of 11)
         with (folder / "kwartier-demo" / f"readings_{h['ean']}.csv").open() as fh:
             for row in csv.DictReader(fh):

@@ -32,6 +32,7 @@ carry the same numbers. Mapping decisions (EN 16931 business terms in brackets):
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -44,6 +45,11 @@ from pypdf import PdfReader
 
 from kwartier.billing.model import UNIT_CODES, Address, Invoice
 from kwartier.money import format_eur
+
+# WeasyPrint's PDF/A output declares a trailer /Size that pypdf (inside factur-x) finds too small
+# and reports on every invoice; the file is valid (it is checked after embedding), so that one
+# message is dropped, nothing else.
+logging.getLogger("pypdf._reader").addFilter(lambda record: "exceeds defined trailer size" not in record.getMessage())
 
 GUIDELINE_ID = "urn:cen.eu:en16931:2017"
 TYPE_CODES = {"invoice": "380", "credit_note": "381", "debit_note": "383"}
