@@ -240,7 +240,7 @@ def test_a_month_across_a_rule_change_and_a_leaving_member_is_shared_per_quarter
     starts = pl.datetime_range(start, stop - timedelta(minutes=15), "15m", eager=True, time_zone="UTC")
     n = starts.len()
     assert n == 31 * 96 - 4  # the spring DST day
-    for i, (imp, exp) in enumerate([(0, 1000), (1000, 0), (1000, 0)], start=1):  # p1 feeds in 1 kWh a quarter
+    for i, (imp, exp) in enumerate([(0, 1000), (1000, 0), (1000, 0), (0, 0), (0, 0)], start=1):  # p1 feeds in 1 kWh
         frame = pl.DataFrame({"interval_start": starts, "import_wh": [imp] * n, "export_wh": [exp] * n})
         import_readings(founded, write_generic(frame, tmp_path / f"p{i}.csv"), EANS[i - 1])
     leave_at = datetime(2026, 3, 10, 8, 15, tzinfo=UTC)
@@ -263,13 +263,21 @@ def test_a_month_across_a_rule_change_and_a_leaving_member_is_shared_per_quarter
     assert int(result.money.bought_nano[p3]) == left * 75_000_000
     assert int(result.money.bought_nano[p2]) == (left * 75_000_000 + (changed - left) * 150_000_000
                                                 + (n - changed) * 100_000_000)
+    from kwartier.services.imports import import_prices
+    from kwartier.services.settle import settle
+
+    pl.DataFrame({"timestamp": starts.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),  # the plans price the posted kWh
+                  "price_eur_per_mwh": ["90.00"] * n}).write_csv(tmp_path / "prices.csv")
+    import_prices(founded, tmp_path / "prices.csv")
+    settle(founded, "2026-03")  # the sharing lines correct the settlement: it comes first
     post_sharing(founded, "2026-03")
     with founded.connect() as conn:
         assert ledger.verify(conn).ok
     from kwartier.services.audit import reproduce
 
-    audit = reproduce(founded, "2026-03")  # only shared, not settled: the sharing part is reproduced
-    assert audit.identical and [p["part"] for p in audit.parts] == ["sharing"] and audit.lines == 3  # 1 sale, 2 buys
+    audit = reproduce(founded, "2026-03")
+    assert audit.identical and [p["part"] for p in audit.parts] == ["settlement", "sharing"]
+    assert audit.parts[1]["lines"] == 6  # 1 sale, 2 buys, each with its supplier's VAT line
     assert [r["version"] for r in audit.rules] == [1, 2]
     with founded.begin() as conn:  # someone edits the accepted rulebook in its table, not through a vote
         data = conn.execute(select(sg.rulebook_versions.c.rulebook).where(sg.rulebook_versions.c.version == 2)
@@ -278,7 +286,7 @@ def test_a_month_across_a_rule_change_and_a_leaving_member_is_shared_per_quarter
         conn.execute(sg.rulebook_versions.update().where(sg.rulebook_versions.c.version == 2).values(rulebook=data))
     tampered = reproduce(founded, "2026-03")
     assert not tampered.identical and tampered.problems[0].startswith("rulebook version 2")
-    assert {d["component"] for d in tampered.diff} >= {"community_share@coop", "community_sale@coop"}
+    assert {d["component"] for d in tampered.diff} >= {"shared_supply@sup", "shared_feed_in@sup"}
     assert gov.verify_records(founded) == tampered.problems
 
 

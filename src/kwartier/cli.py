@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from kwartier.ingest import InputRejected, formats
 from kwartier.services.imports import ImportSummary, import_prices, import_readings
@@ -84,6 +85,9 @@ def _run_import(json_out: bool, work) -> None:  # type: ignore[no-untyped-def]
         raise fail(str(exc)) from None
     except StoreError as exc:
         raise fail(str(exc), 1) from None
+    except DBAPIError as exc:  # e.g. the connection lost mid-transaction: rolled back, nothing stored
+        raise fail(f"database error, nothing of this import was stored (run it again): "
+                   f"{str(exc.orig or exc).splitlines()[0]}", 1) from None
     if json_out:
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
         return
@@ -399,21 +403,39 @@ def prices_explain_cmd(
 @app.command("settle")
 def settle_cmd(
     period: Annotated[str, typer.Option("--period", help="Local month, YYYY-MM.")],
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Settle on the Dask cluster at this "
+                                                  "scheduler (tcp://HOST:PORT).")] = None,
+    dask_workers: Annotated[int | None, typer.Option("--workers", min=1, help="Settle on a local Dask cluster "
+                                                     "of N worker processes.")] = None,
+    export_dir: Annotated[Path | None, typer.Option("--export-dir", help="Where the Dask partitions are written "
+                                                    "(readable by every worker; default: a temporary folder).")]
+    = None,
     json_out: JsonOption = False,
 ) -> None:
     """Settle every connection for a month and post it to the ledger; a second run posts nothing."""
     from kwartier.community.definition import DefinitionError
+    from kwartier.scale.partitions import PartitionError
     from kwartier.services.settle import SettleError, settle
     from kwartier.tariffs.compose import MissingData
+
+    if scheduler and dask_workers:
+        raise fail("give --scheduler or --workers, not both")
+
+    def run(engine):  # type: ignore[no-untyped-def]
+        if scheduler or dask_workers:
+            from kwartier.scale import settle_distributed
+
+            return settle_distributed(engine, period, scheduler=scheduler, workers=dask_workers, folder=export_dir)
+        return settle(engine, period)
 
     try:
         engine = open_store(State.db)
         if json_out or not err.is_terminal:
-            summary = settle(engine, period)
+            summary = run(engine)
         else:
             with err.status(f"settling {period}"):
-                summary = settle(engine, period)
-    except (SettleError, MissingData, DefinitionError) as exc:
+                summary = run(engine)
+    except (SettleError, MissingData, DefinitionError, PartitionError) as exc:
         raise fail(str(exc)) from None
     except StoreError as exc:
         raise fail(str(exc), 1) from None
@@ -579,7 +601,12 @@ def invoice_pdf_cmd(
         invoice, info = find(store(), number)
     except BillingError as exc:
         raise fail(str(exc)) from None
-    output.write_bytes(facturx_pdf(render_pdf(render_html(invoice, info)), invoice))
+    from kwartier.services.billing import atomic_write
+
+    try:
+        atomic_write(output, facturx_pdf(render_pdf(render_html(invoice, info)), invoice))
+    except BillingError as exc:
+        raise fail(str(exc), 1) from None
     out.print(f"wrote {output}")
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import openpyxl
 import polars as pl
+from openpyxl.utils.exceptions import InvalidFileException
 
 from kwartier.ingest.base import (
     DST_PHANTOM,
@@ -138,7 +139,7 @@ def _sheet_frame(path: Path, sheets: tuple[str, ...]) -> pl.DataFrame:
     """The first of ``sheets`` in the workbook as text columns plus ``row`` (the sheet row number)."""
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, InvalidFileException) as exc:
         raise InputRejected(path, f"not a readable xlsx workbook: {exc}") from None
     try:
         name = next((s for s in sheets if s in book.sheetnames), None)

@@ -154,7 +154,8 @@ def _read_rest(path: Path, doc: dict[str, object], text: str, options: ReadOptio
     rows = _line_series(lines)
     start = _aware_utc(path, _column(path, items, "start", "base", lines), "base", rows)
     end = _aware_utc(path, _column(path, items, "end", "base", lines), "base", rows)
-    res = {1: PT15M, 2: PT60M}.get(doc.get("interval"))  # type: ignore[arg-type]
+    interval = doc.get("interval")
+    res = {1: PT15M, 2: PT60M}.get(interval) if type(interval) is int else None  # not [], {}, true or 1.0
     if res is None:
         span = end[0] - start[0]
         gas = span.total_seconds() == 86400 and start[0].hour in (4, 5)
@@ -266,6 +267,8 @@ def _read_markvis(path: Path, options: ReadOptions) -> PriceImport:
     doc, text = _load(path)
     items = _items(path, doc, "prices", "mark-vis price file")
     year, count = (doc.get("year"), doc.get("count")) if isinstance(doc, dict) else (None, None)
+    if type(year) is not int or not 1900 <= year <= 2200:
+        raise InputRejected(path, f"the file's year {year!r} is not a year such as 2023")
     if count != len(items):
         raise InputRejected(path, f"the file says count {count} but holds {len(items)} prices; truncated?")
     if not items:

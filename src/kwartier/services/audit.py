@@ -298,6 +298,14 @@ def _copy_inputs(conn: Connection, scratch: Connection, period: str, at: datetim
         scratch.execute(insert(schema.readings), [
             {**r, "is_current": True, "import_id": 1, "imported_at": at, "source": "audit"}
             for r in frame.to_dicts()])
+    market = prices_as_of(conn, defn.community.zone, start, stop, at)  # the sharing prices shared kWh by the plans
+    if market.height:
+        scratch.execute(insert(schema.imports).values(id=2, kind="prices", file_name="(audit)", sha256="0" * 64,
+                                                      format="audit", target=defn.community.zone, imported_at=at,
+                                                      new=market.height, unchanged=0, revised=0, anomalies=[]))
+        scratch.execute(insert(schema.prices), [
+            {**r, "zone": defn.community.zone, "status": "fixed", "known_at": r["interval_start"], "source": "audit",
+             "version": 1, "is_current": True, "import_id": 2, "imported_at": at} for r in market.to_dicts()])
     versions = conn.execute(select(sg.rulebook_versions).where(sg.rulebook_versions.c.ledger_seq <= entries)
                             ).mappings().all()
     if versions:
@@ -314,31 +322,28 @@ def reproduce_sharing(engine: Engine, period: str, runs: list[tuple[int, datetim
     """The sharing lines recorded by ``runs`` and reproduced as of the last of them, their diff, and a part summary."""
     import tempfile
 
-    from kwartier.community.pricing import balanced_cents
-    from kwartier.money import NANO_PER_CENT
-    from kwartier.services.sharing import SharingServiceError, compute_sharing
+    from kwartier.services.sharing import SharingServiceError, compute_sharing, ledger_lines
     from kwartier.store import open_store
 
     last, at, summary = runs[-1]
     entries = int(summary.get("journal", {}).get("entries", 0)) - int(summary.get("new_postings", 0))
     with engine.connect() as conn:
         rec, rec_in = recorded_lines(conn, period, [r[0] for r in runs])
-        parties = [p.id for p in definition_as_of(conn, at).spec.parties if "community" in p.roles]
         with tempfile.TemporaryDirectory(prefix="kwartier-audit-") as tmp:
             scratch = open_store(f"sqlite:///{tmp}/scratch.db")
             try:
                 with scratch.begin() as sconn:
                     _copy_inputs(conn, sconn, period, at, entries)
                 result = compute_sharing(scratch, period)
+                # the VAT lines depend on the settlement the run saw: the journal up to the run
+                lines = ledger_lines(conn, period, result, definition_as_of(conn, at), upto_seq=entries)
             except SharingServiceError as exc:
                 raise AuditError(f"{period}: the sharing cannot be reproduced: {exc}") from None
             finally:
                 scratch.dispose()
-    party = parties[0] if parties else "community"
-    rep = {(p, result.connections.get(p) or "", f"{comp}@{party}"): (party, c * NANO_PER_CENT)
-           for (p, comp), c in balanced_cents(result.money.lines_nano()).items() if c}
-    rep_in = {k: {"rules": ",".join(f"v{r.version}:{r.digest[:16]}" for r in result.rules),
-                  "allocation": result.allocation.digest()} for k in rep}
+    rep = {(p, c or "", comp): (payee, nano) for (p, c, comp), (payee, nano, _) in lines.items() if nano}
+    rep_in = {(p, c or "", comp): {x: inputs.get(x) for x in ("rules", "allocation")}
+              for (p, c, comp), (_, _, inputs) in lines.items()}
     diff = [{**d, "part": "sharing"} for d in _diff(rec, rep, {k: {x: v.get(x) for x in ("rules", "allocation")}
                                                                   for k, v in rec_in.items()}, rep_in)]
     digest_ok = summary.get("digest") in (None, result.digest())

@@ -267,23 +267,32 @@ def write_files(invoice: Invoice, info: Informative | None, out_dir: Path) -> di
     from kwartier.billing.einvoice import facturx_pdf, to_ubl
     from kwartier.billing.render import render_html, render_pdf
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BillingError(f"cannot create the invoice folder {out_dir}: {exc.strerror or exc}") from None
     html_path = out_dir / f"{invoice.number}.html"
     pdf_path = out_dir / f"{invoice.number}.pdf"
     xml_path = out_dir / f"{invoice.number}.ubl.xml"
     if not html_path.exists() or not pdf_path.exists():
         html = render_html(invoice, info)
-        _atomic_write(html_path, html.encode())
-        _atomic_write(pdf_path, facturx_pdf(render_pdf(html), invoice))
+        atomic_write(html_path, html.encode())
+        atomic_write(pdf_path, facturx_pdf(render_pdf(html), invoice))
     if not xml_path.exists():
-        _atomic_write(xml_path, to_ubl(invoice))
+        atomic_write(xml_path, to_ubl(invoice))
     return {"html": str(html_path), "pdf": str(pdf_path), "xml": str(xml_path)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write through a ``.part`` file renamed into place: no reader sees half a file, a failure leaves none."""
     tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BillingError(f"cannot write {path}: {exc.strerror or exc}; the invoice is issued and kept, "
+                           "run the bill again once there is room to write its files") from None
 
 
 def find(engine: Engine, number: str) -> tuple[Invoice, Informative | None]:

@@ -7,14 +7,24 @@ When the governance service knows of rulebook versions, each span of the month i
 version in force for it, and only members during a quarter share in that quarter; otherwise the
 given (or the default) rulebook is used for the whole month and every participant is a member.
 
-:func:`post_sharing` posts the result through the community's account (the one party with role
-``community``): a member pays it for the community kWh it took (``community_share``), is paid for
-the kWh it gave (``community_sale``), and the solidarity lines (``solidarity_reduction``,
-``solidarity_levy``). Lines are cents, rounded once each so that they add up to the rounded total
-(see ``pricing.balanced_cents``). Postings are the difference with what the journal already holds
-for those lines, of kind ``share`` (first time) or ``share_correction``: a second run with the
-same inputs posts nothing. The lines name the community party as ``supplier`` and role ``community``,
-so the bill run puts them on an invoice from the community to the member.
+Prices: each member's supply price S and feed-in price F per quarter come from the plan of the
+contract on its main connection (its first EAN) in force that day, from the stored fixed day-ahead
+prices (``community.pricing.supplier_prices``). When the plans cannot price the month (prices not
+imported, a quarter without a contract), the rulebook's reference constants stand in, a note says
+why, and the month cannot be posted.
+
+:func:`post_sharing` posts, on a settled month, the lines that turn the settlement (full import
+billed, full export paid by each member's supplier) into collective self-consumption: per member
+and supplier a ``shared_supply`` line (``e x (C - S)``: the supplier takes back the supply price of
+the kWh the member took from the community and charges the community price instead) and a
+``shared_feed_in`` line (``f x (F - C)``: the supplier pays the community price instead of the
+feed-in price for the kWh the member gave), each rounded once to cents, with the plan's VAT flag,
+plus a VAT line that brings that supplier's VAT to the rate times the invoice's whole VAT-able base;
+and, through the community's account (the one party with role ``community``), the solidarity lines.
+Postings are the difference with what the journal already holds for those lines, of kind ``share``
+(first time) or ``share_correction``: a second run with the same inputs posts nothing, and after a
+settle correction a new run brings the VAT line in step. The supplier lines carry the supplier and
+role ``community``, so the bill run puts them on the supplier's invoice under the community heading.
 """
 
 from __future__ import annotations
@@ -23,24 +33,39 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
 import polars as pl
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, exists, insert, select, update
 
-from kwartier.community.kpis import Kpis, kpis
-from kwartier.community.pricing import ShareSettlement, balanced_cents, reference_prices, settle_shares
+from kwartier.community.kpis import Kpis, gini, kpis
+from kwartier.community.pricing import (
+    PricingError,
+    ShareSettlement,
+    SupplierDifferential,
+    SupplierPrices,
+    balanced_cents,
+    community_price_ueur,
+    member_savings_nano,
+    reference_prices,
+    settle_shares,
+    shared_reference,
+    supplier_differential,
+    supplier_prices,
+)
 from kwartier.community.rules import Rulebook, default_rulebook
 from kwartier.community.sharing import Allocation, SharingError, share
-from kwartier.money import NANO_PER_CENT
+from kwartier.money import NANO_PER_CENT, nano_to_cents, vat_cents
 from kwartier.settle import ledger
 from kwartier.store import schema
 from kwartier.timegrid import interval_starts, local_period_bounds
 
 KINDS = ("share", "share_correction")  # the journal kind column holds 16 characters
+SETTLED_KINDS = ("settlement", "correction")
+LineKey = tuple[str, str | None, str]  # participant, connection (None for VAT), component@payee or vat:supplier:rate
 
 
 class SharingServiceError(ValueError):
@@ -57,6 +82,28 @@ class RuleSpanUsed:
     digest: str
 
 
+@dataclass(frozen=True)
+class Tariff:
+    """A supplier and the plan (text SHA-256) its lines are priced by; ``plan == "rulebook"``: the constants."""
+
+    supplier: str
+    plan: str
+    vat_rate: Decimal
+    supply_vat: bool
+    feed_in_vat: bool
+
+
+@dataclass(frozen=True, eq=False)
+class MemberPrices:
+    """Per member x quarter: S and F (uEUR/kWh) and the index of the tariff in force (-1: no contract)."""
+
+    supply_ueur_per_kwh: np.ndarray
+    feed_in_ueur_per_kwh: np.ndarray
+    tariff: np.ndarray
+    tariffs: tuple[Tariff, ...]
+    problem: str | None = None  # why the plans could not price the month (then the rulebook's constants did)
+
+
 @dataclass
 class SharingResult:
     """A period's sharing: the allocation, what members pay and receive, the KPIs and the rules used."""
@@ -64,17 +111,26 @@ class SharingResult:
     period: str
     starts: pl.Series
     allocation: Allocation
-    money: ShareSettlement
+    money: ShareSettlement  # at the community (base) price, with the solidarity lines
     kpis: Kpis
     rules: list[RuleSpanUsed]
     connections: dict[str, str]  # participant -> the connection EAN its community lines are posted on
+    prices: MemberPrices
+    base_ueur_per_kwh: np.ndarray  # the community price C per quarter
+    differential: SupplierDifferential  # the lines with the suppliers
     timezone: str = "Europe/Amsterdam"  # the community's: local days and the CSV's local times
     notes: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
-        """SHA-256 of the allocation, the money per member and the rules used: the same inputs, the same digest."""
+        """SHA-256 of the allocation, the rules, the prices and the money per member: same inputs, same digest."""
+        d = self.differential
+        supplier = {f"{p}|{t.supplier}|{t.plan}": [int(d.take_nano[i, k]), int(d.give_nano[i, k])]
+                    for i, p in enumerate(self.allocation.participants) for k, t in enumerate(self.prices.tariffs)
+                    if d.take_wh[i, k] or d.give_wh[i, k]}
         doc = {"allocation": self.allocation.digest(), "rules": [r.digest for r in self.rules],
-               "money": {f"{p}|{c}": v for (p, c), v in sorted(self.money.lines_nano().items())}}
+               "money": {f"{p}|{c}": v for (p, c), v in sorted(self.money.lines_nano().items())},
+               "base": hashlib.sha256(np.ascontiguousarray(self.base_ueur_per_kwh, "<i8").tobytes()).hexdigest(),
+               "supplier": supplier, "priced_by": "rulebook" if self.prices.problem else "plans"}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def to_json(self) -> dict[str, object]:
@@ -167,6 +223,59 @@ def _sum_money(parts: list[ShareSettlement]) -> ShareSettlement:
                            total("levy_nano"), sum(p.community_fund_nano for p in parts), "+".join(funded))
 
 
+def _plan_prices(engine: Engine, defn, people: tuple[str, ...], conns: dict[str, list[str]],  # type: ignore[no-untyped-def]
+                 first: date, end: date, start: datetime, stop: datetime, starts: pl.Series) -> MemberPrices:
+    """S, F and the tariff per member and quarter from the plans of the contracts on the main connections."""
+    from kwartier.services.prices import stored_prices
+
+    market = stored_prices(engine, defn.community.zone, start - timedelta(hours=1), stop)
+    local_days = starts.dt.convert_time_zone(defn.community.timezone).dt.date().to_numpy()
+    shape = (len(people), starts.len())
+    supply, feed_in = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    tariff = np.full(shape, -1, np.int64)
+    tariffs: dict[Tariff, int] = {}
+    by_plan: dict[str, SupplierPrices] = {}
+    on: dict[str, list] = {}
+    for c in defn.spec.contracts:
+        on.setdefault(c.target, []).append(c)
+    for i, p in enumerate(people):
+        for c in on.get(conns[p][0], []) if conns[p] else []:
+            a, b = max(first, c.valid_from), min(end, c.valid_to) if c.valid_to else end
+            if a >= b:
+                continue
+            sha = defn.plan_texts[c.id].sha256
+            if sha not in by_plan:
+                by_plan[sha] = supplier_prices(defn.plans[c.id], market, start, stop, sha)
+            sp = by_plan[sha]
+            t = Tariff(c.supplier, sha, defn.plans[c.id].plan.vat_rate, sp.supply_vat, sp.feed_in_vat)
+            cols = (local_days >= a) & (local_days < b)
+            supply[i, cols] = sp.supply_ueur_per_kwh[cols]
+            feed_in[i, cols] = sp.feed_in_ueur_per_kwh[cols]
+            tariff[i, cols] = tariffs.setdefault(t, len(tariffs))
+    return MemberPrices(supply, feed_in, tariff, tuple(tariffs))
+
+
+def _require_contracts(prices: MemberPrices, alloc: Allocation, starts: pl.Series, conns: dict[str, list[str]]) -> None:
+    """Refuse shared energy in a quarter without a contract: there is no supplier to settle it with."""
+    bare = (prices.tariff < 0) & ((alloc.community_wh > 0) | (alloc.shared_out_wh > 0))
+    if bare.any():
+        i, q = (int(x[0]) for x in np.nonzero(bare))
+        p = alloc.participants[i]
+        raise PricingError(f"participant {p} shares energy in the quarter starting {starts[q]:%Y-%m-%d %H:%M}Z "
+                           f"without a supply contract on its connection {(conns[p] or ['-'])[0]}")
+
+
+def _rulebook_prices(parts: list[tuple[int, int, Rulebook, Allocation]], shape: tuple[int, int], problem: str
+                     ) -> MemberPrices:
+    """The rulebook's constant reference prices for every member: the fallback when the plans cannot price."""
+    supply, feed_in = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    for a, b, rb, _ in parts:
+        s, f = reference_prices(rb.price, b - a)
+        supply[:, a:b], feed_in[:, a:b] = s, f
+    return MemberPrices(supply, feed_in, np.zeros(shape, np.int64),
+                        (Tariff("", "rulebook", Decimal(0), False, False),), problem)
+
+
 def compute_sharing(engine: Engine, period: str, *, rulebook: Rulebook | None = None,
                     dynamic_keys: pl.DataFrame | None = None) -> SharingResult:
     """The sharing of the local month ``period`` (YYYY-MM); see the module text.
@@ -197,8 +306,7 @@ def compute_sharing(engine: Engine, period: str, *, rulebook: Rulebook | None = 
     epoch = starts.dt.epoch("us").to_numpy()
     community = np.zeros_like(cons)
     shared_out = np.zeros_like(prod)
-    money: list[ShareSettlement] = []
-    supply_all, feed_all = np.zeros(starts.len(), np.int64), np.zeros(starts.len(), np.int64)
+    parts: list[tuple[int, int, Rulebook, Allocation]] = []
     for used, rb in spans:
         a, b = (int(np.searchsorted(epoch, int(t.timestamp() * 1_000_000))) for t in (used.start, used.stop))
         p, c = prod[:, a:b], cons[:, a:b]
@@ -210,14 +318,30 @@ def compute_sharing(engine: Engine, period: str, *, rulebook: Rulebook | None = 
             raise SharingServiceError(f"{period} ({used.start:%Y-%m-%d %H:%M}Z on, rulebook version "
                                       f"{used.version}): {exc}") from None
         community[:, a:b], shared_out[:, a:b] = part.community_wh, part.shared_out_wh
-        supply, feed_in = reference_prices(rb.price, b - a)
-        supply_all[a:b], feed_all[a:b] = supply, feed_in
-        money.append(settle_shares(part, rb, supply, feed_in))
+        parts.append((a, b, rb, part))
     alloc = Allocation(people, prod, cons, community, shared_out)
+    try:
+        prices = _plan_prices(engine, defn, people, conns, first, end, start, stop, starts)
+        _require_contracts(prices, alloc, starts, conns)
+    except PricingError as exc:
+        prices = _rulebook_prices(parts, prod.shape, str(exc))
+        notes.append(f"priced at the rulebook's reference prices, not the plans' (so it cannot be posted): {exc}")
+    base, supply_ref, feed_ref = (np.zeros(starts.len(), np.int64) for _ in range(3))
+    money: list[ShareSettlement] = []
+    for a, b, rb, part in parts:
+        s, f = reference_prices(rb.price, b - a)
+        supply_ref[a:b] = shared_reference(part.community_wh, prices.supply_ueur_per_kwh[:, a:b], s)
+        feed_ref[a:b] = shared_reference(part.shared_out_wh, prices.feed_in_ueur_per_kwh[:, a:b], f)
+        base[a:b] = community_price_ueur(rb.price, supply_ref[a:b], feed_ref[a:b])
+        money.append(settle_shares(part, rb, supply_ref[a:b], feed_ref[a:b]))
     total = _sum_money(money)
-    return SharingResult(period, starts, alloc, total, kpis(alloc, total, supply_all, feed_all),
-                         [u for u, _ in spans], {p: v[0] for p, v in conns.items() if v}, defn.community.timezone,
-                         notes)
+    diff = supplier_differential(alloc, base, prices.supply_ueur_per_kwh, prices.feed_in_ueur_per_kwh,
+                                 prices.tariff, len(prices.tariffs))
+    saved = member_savings_nano(total, diff)
+    k = replace(kpis(alloc, total, supply_ref, feed_ref), savings_nano=tuple(int(v) for v in saved),
+                savings_gini=gini(saved))
+    return SharingResult(period, starts, alloc, total, k, [u for u, _ in spans],
+                         {p: v[0] for p, v in conns.items() if v}, prices, base, diff, defn.community.timezone, notes)
 
 
 def _key_matrix(keys: pl.DataFrame, people: tuple[str, ...], starts: pl.Series) -> np.ndarray:
@@ -257,72 +381,181 @@ class PostSummary:
     digest: str
     lines: int
     new_postings: int
-    by_participant: dict[str, int]  # cents per participant over the period's sharing lines
+    by_participant: dict[str, int]  # cents per participant over the period's sharing lines (VAT included)
+    by_payee: dict[str, int] = field(default_factory=dict)  # cents per payee (what the participants owe it)
 
     def to_json(self) -> dict[str, object]:
         return {"period": self.period, "digest": self.digest, "lines": self.lines, "new_postings": self.new_postings,
-                "by_participant_cents": self.by_participant}
+                "by_participant_cents": self.by_participant, "by_payee_cents": self.by_payee}
 
 
 def _community_party(defn) -> str:  # type: ignore[no-untyped-def]
     holders = [p.id for p in defn.spec.parties if "community" in p.roles]
     if len(holders) != 1:
-        raise SharingServiceError(f"community sharing is settled through the community's account: the definition "
+        raise SharingServiceError(f"the solidarity fund goes through the community's account: the definition "
                                   f"needs exactly one party with role community (it has {len(holders)})")
     return holders[0]
 
 
+def _tax_party(defn) -> str:  # type: ignore[no-untyped-def]
+    holders = [p.id for p in defn.spec.parties if "tax" in p.roles]
+    if len(holders) != 1:
+        raise SharingServiceError(f"the VAT on shared energy goes to the party with role tax: the definition needs "
+                                  f"exactly one (it has {len(holders)})")
+    return holders[0]
+
+
+def settled_vat_base(conn: Connection, period: str, upto_seq: int | None = None) -> dict[tuple[str, str], int]:
+    """Cents per (participant, supplier) of the VAT-able lines the settlement posted for ``period``.
+
+    ``upto_seq``: only journal entries up to that sequence number (to see the journal as a past run saw it).
+    """
+    j = schema.journal
+    stmt = select(j.c.participant, j.c.debit, j.c.amount_nano, j.c.inputs).where(
+        j.c.period == period, j.c.kind.in_(SETTLED_KINDS), ~j.c.component.like("vat:%"))
+    if upto_seq is not None:
+        stmt = stmt.where(j.c.seq <= upto_seq)
+    out: dict[tuple[str, str], int] = {}
+    for row in conn.execute(stmt):
+        inputs = row.inputs or {}
+        line = inputs if "vat" in inputs else (inputs.get("corrects") or {})  # a removed line: its last inputs
+        if not line.get("vat") or not line.get("supplier"):
+            continue
+        sign = 1 if row.debit == f"participant:{row.participant}" else -1
+        key = (row.participant, str(line["supplier"]))
+        out[key] = out.get(key, 0) + sign * int(row.amount_nano) // NANO_PER_CENT
+    return out
+
+
+def _supplier_lines(result: SharingResult, common: dict[str, object]
+                    ) -> dict[LineKey, tuple[str, int, dict[str, object]]]:
+    """The differential lines per (participant, supplier), parts of one line under several plans added first."""
+    d, tariffs = result.differential, result.prices.tariffs
+    merged: dict[tuple[str, str, str], list] = {}
+    for i, p in enumerate(result.allocation.participants):
+        for k, t in enumerate(tariffs):
+            for comp, nano, wh, vat in (("shared_supply", d.take_nano[i, k], d.take_wh[i, k], t.supply_vat),
+                                        ("shared_feed_in", d.give_nano[i, k], d.give_wh[i, k], t.feed_in_vat)):
+                if wh or nano:
+                    line = merged.setdefault((p, t.supplier, comp), [0, 0, set(), set(), set()])
+                    line[0] += int(nano)
+                    line[1] += int(wh)
+                    line[2].add(vat)
+                    line[3].add(t.vat_rate)
+                    line[4].add(t.plan)
+    out: dict[LineKey, tuple[str, int, dict[str, object]]] = {}
+    for (p, supplier, comp), (nano, wh, vats, rates, plans) in sorted(merged.items()):
+        if len(vats) > 1 or len(rates) > 1:
+            raise SharingServiceError(f"participant {p}: the plans of supplier {supplier} this month differ in VAT "
+                                      f"on {comp}; one line cannot carry both")
+        out[(p, result.connections.get(p), f"{comp}@{supplier}")] = (supplier, nano_to_cents(nano) * NANO_PER_CENT, {
+            "supplier": supplier, "role": "community", "vat": vats.pop(), "vat_rate": str(rates.pop()),
+            "quantity": _kwh(wh), "unit": "kWh", "plans": sorted(plans), **common})
+    return out
+
+
+def _vat_lines(conn: Connection, period: str, defn, lines: dict[LineKey, tuple[str, int, dict[str, object]]],  # type: ignore[no-untyped-def]
+               upto_seq: int | None) -> dict[LineKey, tuple[str, int, dict[str, object]]]:
+    """Per (participant, supplier): the VAT that makes the invoice's VAT the rate times its whole VAT-able base."""
+    shared: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for (p, _, _), (supplier, nano, inputs) in lines.items():
+        if inputs["vat"]:
+            cents, _ = shared.get((p, supplier), (0, Decimal(0)))
+            shared[(p, supplier)] = (cents + nano // NANO_PER_CENT, Decimal(str(inputs["vat_rate"])))
+    settled = settled_vat_base(conn, period, upto_seq) if shared else {}
+    out: dict[LineKey, tuple[str, int, dict[str, object]]] = {}
+    for (p, supplier), (b, rate) in sorted(shared.items()):
+        a = settled.get((p, supplier), 0)
+        top = vat_cents({rate: [a + b]})[rate] - vat_cents({rate: [a]})[rate]
+        out[(p, None, f"vat:{supplier}:{rate}")] = (_tax_party(defn), top * NANO_PER_CENT, {
+            "rate": str(rate), "supplier": supplier, "settled_base_cents": a, "shared_base_cents": b})
+    return out
+
+
+def _solidarity_lines(result: SharingResult, defn, common: dict[str, object]  # type: ignore[no-untyped-def]
+                      ) -> dict[LineKey, tuple[str, int, dict[str, object]]]:
+    """The solidarity lines through the community's account, balanced so that the account is off < 1 cent."""
+    lines = result.money.solidarity_lines_nano()
+    if not lines:
+        return {}
+    party = _community_party(defn)
+    out: dict[LineKey, tuple[str, int, dict[str, object]]] = {}
+    for (p, comp), c in balanced_cents(lines).items():
+        qty, unit = _quantity(result, p, comp)
+        out[(p, result.connections.get(p), f"{comp}@{party}")] = (party, c * NANO_PER_CENT, {
+            "supplier": party, "role": "community", "vat": False, "quantity": qty, "unit": unit, **common})
+    return out
+
+
+def ledger_lines(conn: Connection, period: str, result: SharingResult, defn, *,  # type: ignore[no-untyped-def]
+                 upto_seq: int | None = None) -> dict[LineKey, tuple[str, int, dict[str, object]]]:
+    """What the journal must hold for the period's sharing: per line, the payee, signed nano-euros (whole cents;
+    positive = the participant pays) and the inputs. The VAT lines depend on the settlement in the journal (up to
+    ``upto_seq``). Raises SharingServiceError when the month was priced by the rulebook's constants."""
+    if result.prices.problem:
+        raise SharingServiceError(f"{period}: shared energy is posted at the plans' prices only; "
+                                  f"{result.prices.problem}")
+    common: dict[str, object] = {"rules": ",".join(f"v{r.version}:{r.digest[:16]}" for r in result.rules),
+                                 "allocation": result.allocation.digest()}
+    lines = _supplier_lines(result, common)
+    return {**lines, **_vat_lines(conn, period, defn, lines, upto_seq), **_solidarity_lines(result, defn, common)}
+
+
 def _quantity(result: SharingResult, participant: str, component: str) -> tuple[str, str]:
     i = result.allocation.participants.index(participant)
-    if component in ("community_share", "solidarity_reduction"):
+    if component == "solidarity_reduction":
         return _kwh(int(result.allocation.community_wh[i].sum())), "kWh"
-    if component == "community_sale":
-        return _kwh(-int(result.allocation.shared_out_wh[i].sum())), "kWh"
     return "0", ""
 
 
-def _posted_lines(conn: Connection, period: str) -> dict[tuple[str, str], tuple[int, dict]]:
-    """Signed nano-euros per (participant, component@payee) of this period's sharing entries in the journal."""
+def _posted_lines(conn: Connection, period: str) -> dict[LineKey, tuple[int, dict, str]]:
+    """Signed nano-euros, last inputs and payee per line of this period's sharing entries in the journal."""
     j = schema.journal
-    out: dict[tuple[str, str], tuple[int, dict]] = {}
-    for row in conn.execute(select(j.c.participant, j.c.component, j.c.debit, j.c.amount_nano, j.c.inputs)
+    out: dict[LineKey, tuple[int, dict, str]] = {}
+    for row in conn.execute(select(j.c.participant, j.c.connection, j.c.component, j.c.payee, j.c.debit,
+                                   j.c.amount_nano, j.c.inputs)
                             .where(j.c.period == period, j.c.kind.in_(KINDS)).order_by(j.c.seq)):
         sign = 1 if row.debit == f"participant:{row.participant}" else -1
-        total, _ = out.get((row.participant, row.component), (0, {}))
+        key = (row.participant, row.connection, row.component)
+        total = out.get(key, (0, {}, ""))[0]
         latest = {k: v for k, v in (row.inputs or {}).items() if k != "corrects"}
-        out[(row.participant, row.component)] = (total + sign * int(row.amount_nano), latest)
+        out[key] = (total + sign * int(row.amount_nano), latest, row.payee)
     return out
+
+
+def _is_settled(conn: Connection, period: str) -> bool:
+    j = schema.journal
+    return bool(conn.execute(select(exists().where(j.c.period == period, j.c.kind.in_(SETTLED_KINDS)))).scalar())
 
 
 def post_sharing(engine: Engine, period: str, *, rulebook: Rulebook | None = None,
                  dynamic_keys: pl.DataFrame | None = None) -> PostSummary:
-    """Compute the period's sharing and post what the journal does not hold yet (idempotent)."""
+    """Compute the period's sharing and post what the journal does not hold yet (idempotent).
+
+    The month must be settled first: the lines correct what the suppliers settled.
+    """
     from kwartier.services.community import current_definition
 
     result = compute_sharing(engine, period, rulebook=rulebook, dynamic_keys=dynamic_keys)
-    party = _community_party(current_definition(engine))
-    cents = balanced_cents(result.money.lines_nano())
-    rules = ",".join(f"v{r.version}:{r.digest[:16]}" for r in result.rules)
-    wanted: dict[tuple[str, str], tuple[int, dict]] = {}
-    for (participant, comp), c in cents.items():
-        qty, unit = _quantity(result, participant, comp)
-        wanted[(participant, f"{comp}@{party}")] = (c * NANO_PER_CENT, {
-            "supplier": party, "role": "community", "vat": False, "quantity": qty, "unit": unit,
-            "rules": rules, "allocation": result.allocation.digest()})
+    defn = current_definition(engine)
     with engine.begin() as conn:
+        if not _is_settled(conn, period):
+            raise SharingServiceError(f"{period} is not settled: run kwartier settle --period {period} first (the "
+                                      "sharing lines correct what the suppliers settled)")
+        wanted = ledger_lines(conn, period, result, defn)
         posted = _posted_lines(conn, period)
         postings = []
-        for key in sorted(set(wanted) | set(posted)):
-            amount, inputs = wanted.get(key, (0, {}))
-            old, old_inputs = posted.get(key, (0, None))
+        for key in sorted(set(wanted) | set(posted), key=lambda k: (k[0], k[1] or "", k[2])):
+            payee, amount, inputs = wanted.get(key, ("", 0, {}))
+            old, old_inputs, old_payee = posted.get(key, (0, None, ""))
             if amount == old:
                 continue
             kind = KINDS[0] if old_inputs is None else KINDS[1]
             if old_inputs is not None:
                 inputs = {**(inputs or old_inputs), "corrects": old_inputs}
-            participant, comp = key
-            postings.append(ledger.Posting(period, kind, participant, party, amount - old,
-                                           result.connections.get(participant), comp, inputs))
+            participant, connection, comp = key
+            postings.append(ledger.Posting(period, kind, participant, payee or old_payee, amount - old, connection,
+                                           comp, inputs))
         new = 0
         if postings:
             inserted = conn.execute(insert(schema.settle_runs).values(
@@ -335,9 +568,12 @@ def post_sharing(engine: Engine, period: str, *, rulebook: Rulebook | None = Non
                 summary={"kind": "sharing", "digest": result.digest(), "new_postings": new,
                          "journal": {"entries": n, "head": head}}))
     by: dict[str, int] = {}
-    for (participant, _), c in cents.items():
-        by[participant] = by.get(participant, 0) + c
-    return PostSummary(period, result.digest(), len(cents), new, dict(sorted(by.items())))
+    by_payee: dict[str, int] = {}
+    for (participant, _, _), (payee, nano, _) in wanted.items():
+        by[participant] = by.get(participant, 0) + nano // NANO_PER_CENT
+        by_payee[payee] = by_payee.get(payee, 0) + nano // NANO_PER_CENT
+    return PostSummary(period, result.digest(), sum(1 for v in wanted.values() if v[1]), new, dict(sorted(by.items())),
+                       dict(sorted(by_payee.items())))
 
 
 def allocation_csv(result: SharingResult, participant: str | None = None) -> str:

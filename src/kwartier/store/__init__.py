@@ -31,6 +31,7 @@ def resolve_url(url: str | None = None) -> str:
 def make_engine(url: str | None = None, **kwargs: object) -> Engine:
     """An engine for ``url`` (see :func:`resolve_url`); SQLite gets WAL and enforced foreign keys."""
     resolved = resolve_url(url)
+    kwargs.setdefault("hide_parameters", True)  # bound values (names, e-mails, hashes) stay out of logs and errors
     engine = create_engine(resolved, **kwargs)  # type: ignore[arg-type]
     if engine.dialect.name == "sqlite":
 

@@ -26,8 +26,30 @@ PREFIX = "/api/v1"
 MAX_DAYS = 93
 SESSION_COOKIE = "kw_session"
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # days the API answers about
+
+
+class Problem(BaseModel):
+    """An error answer: what is wrong (FastAPI's own 422 gives a list of field errors instead)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+#: Every API route may answer these; documented so that clients (and schemathesis) know them.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "not authenticated (no, a wrong or an expired token)"},
+    404: {"model": Problem, "description": "not found, or not yours"},
+    422: {"model": Problem, "description": "a parameter is malformed or out of range"},
+}
 oauth2 = OAuth2PasswordBearer(tokenUrl=f"{PREFIX}/auth/token", auto_error=False)
-router = APIRouter(prefix=PREFIX, tags=["api"])
+router = APIRouter(prefix=PREFIX, tags=["api"], responses=ERRORS)
+
+
+def in_range(day: date, param: str) -> date:
+    """``day`` when the API answers about it, else 422 (a year 1 or 9999 would overflow the time grid)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise HTTPException(422, f"{param}: {day.isoformat()} is outside {FIRST_DAY} .. {LAST_DAY}")
+    return day
 
 
 def not_found(what: str) -> HTTPException:
@@ -111,7 +133,9 @@ class InvoiceSummary(BaseModel):
     corrects: str | None
 
 
-@router.post("/auth/token", response_model=Token)
+@router.post("/auth/token", response_model=Token, responses={
+    429: {"model": Problem, "description": "too many failed logins; see Retry-After",
+          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}})
 def token(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()]) -> Any:
     """OAuth2 password flow: a bearer token for one hour."""
     app = request.app
@@ -143,9 +167,10 @@ def parse_when(text: str, param: str, tz: str) -> datetime:
 
     try:
         if len(text) == 10:
-            d = date.fromisoformat(text)
+            d = in_range(date.fromisoformat(text), param)
             return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).astimezone(UTC)
         ts = datetime.fromisoformat(text)
+        in_range(ts.date(), param)
     except ValueError:
         raise HTTPException(422, f"{param}={text!r} is not an ISO date (2026-03-01) or datetime "
                                  "(2026-03-01T00:00:00Z)") from None
@@ -181,7 +206,7 @@ def prices(request: Request, user: CurrentUser, plan: str | None = None, day: da
     loaded = find_plan(ctx, plan, user.participant)
     if loaded is None:
         raise not_found(f"plan {plan}")
-    when = day or today(loaded.plan.timezone)
+    when = in_range(day or today(loaded.plan.timezone), "day")
     from kwartier.tariffs.compose import MissingData
     from kwartier.tariffs.lifecycle import BeyondHorizon
 
@@ -213,6 +238,7 @@ def explain_quarter(request: Request, user: CurrentUser, at: datetime, plan: str
         raise not_found(f"plan {plan}")
     if at.tzinfo is None or lang not in LOCALES:
         raise HTTPException(422, "at needs a time zone (Z or +01:00); lang is nl, en or fr")
+    in_range(at.date(), "at")
     market = stored_prices(request.app.state.engine, ctx.zone, at - timedelta(days=9), at + timedelta(days=2))
     try:
         return [e.to_json() for e in explain(loaded, market, at, datetime.now(UTC), lang)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -140,29 +140,45 @@ def _loads(serializer: URLSafeTimedSerializer, value: str | None, max_age: int) 
     return data.get("u") if isinstance(data, dict) else None
 
 
+ACCOUNT_FACTOR = 4  # failures from all clients together that block one account
+ANY_CLIENT = "*"
+PRUNE_AT = 10_000  # keys kept before expired ones are dropped
+
+
 class LoginLimiter:
-    """At most LOGIN_FAILURES failed logins per (username, client) in LOGIN_WINDOW_SECONDS (in memory)."""
+    """Failed logins in LOGIN_WINDOW_SECONDS, in memory (per server process): at most LOGIN_FAILURES per
+    (username, client), and ACCOUNT_FACTOR times that per username from all clients together, so that
+    guessing one account's password from many addresses is limited too. Expired entries are dropped,
+    so the memory stays bounded by the failures of one window."""
 
     def __init__(self, failures: int = LOGIN_FAILURES, window_s: float = LOGIN_WINDOW_SECONDS):
         self.failures, self.window_s = failures, window_s
-        self._seen: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._seen: dict[tuple[str, str], deque[float]] = {}
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        q = self._seen[key]
+        q = self._seen.get(key, deque())
         while q and q[0] <= now - self.window_s:
             q.popleft()
         return q
 
+    def _keys(self, username: str, client: str) -> tuple[tuple[tuple[str, str], int], ...]:
+        return (((username, client), self.failures), ((username, ANY_CLIENT), self.failures * ACCOUNT_FACTOR))
+
     def retry_after(self, username: str, client: str) -> int | None:
-        """Seconds to wait when the key is blocked, else None."""
+        """Seconds to wait when the client or the account is blocked, else None."""
         now = time.monotonic()
-        q = self._recent((username, client), now)
-        if len(q) < self.failures:
-            return None
-        return max(1, int(q[0] + self.window_s - now) + 1)
+        waits = [max(1, int(q[0] + self.window_s - now) + 1) for key, limit in self._keys(username, client)
+                 if len(q := self._recent(key, now)) >= limit]
+        return max(waits) if waits else None
 
     def failed(self, username: str, client: str) -> None:
-        self._recent((username, client), time.monotonic()).append(time.monotonic())
+        now = time.monotonic()
+        if len(self._seen) > PRUNE_AT:
+            for key in [k for k in self._seen if not self._recent(k, now)]:
+                del self._seen[key]
+        for key, _ in self._keys(username, client):
+            self._seen.setdefault(key, deque()).append(now)
 
     def succeeded(self, username: str, client: str) -> None:
+        """The client's count starts over; the account's (other clients' failures) does not."""
         self._seen.pop((username, client), None)

@@ -17,9 +17,9 @@ from kwartier.community.definition import DefinitionError
 from kwartier.services.community import current_definition
 from kwartier.tariffs.plan import PlanError
 from kwartier.timegrid import DEFAULT_TZ
-from kwartier.web.api import Context, find_plan
+from kwartier.web.api import ERRORS, Context, find_plan
 
-router = APIRouter(prefix="/api/v1/tariff", tags=["feeds"])
+router = APIRouter(prefix="/api/v1/tariff", tags=["feeds"], responses={k: ERRORS[k] for k in (404, 422)})
 
 
 class Rate(BaseModel):

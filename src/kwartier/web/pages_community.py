@@ -54,9 +54,9 @@ def _community(request: Request, lang: str) -> dict[str, Any]:
     sharing = None
     if period is not None:
         version = request.app.state.views.data_version()
-        # The month's sharing depends on its readings, the definition and the rules, not on votes or
-        # bills: keyed by those, it survives the writes a vote makes.
-        key = (period, version[1], version[3], state["in_force"]["digest"])
+        # The month's sharing depends on its readings, prices, the definition and the rules, not on votes
+        # or bills: keyed by those, it survives the writes a vote makes.
+        key = (period, version[1], version[2], version[3], state["in_force"]["digest"])
 
         def share() -> Any:
             try:
