@@ -50,3 +50,22 @@ def test_the_cache_is_bounded(tmp_path):
     for k in range(10):
         views.get("v", k, lambda k=k: k)
     assert len(views._items) == 3 and views.get("v", 9, lambda: -1) == 9 and views.get("v", 0, lambda: -1) == -1
+
+
+def test_shared_data_is_computed_once_for_every_process(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    one, other = ViewCache(open_store(url)), ViewCache(open_store(url))  # as two worker processes
+    calls = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"total_cents": 1234, "plans": [{"id": "a", "total": None}]}
+
+    assert one.get("learn", ("p1", "2026-10"), compute, shared=True)["total_cents"] == 1234
+    calls.clear()
+    assert other.get("learn", ("p1", "2026-10"), compute, shared=True) == {"total_cents": 1234,
+                                                                            "plans": [{"id": "a", "total": None}]}
+    assert calls == [] and other.shared_hits == 1  # read from the store, not computed again
+    _import_row(one.engine)  # a write: a new data version, computed afresh
+    other.get("learn", ("p1", "2026-10"), compute, shared=True)
+    assert calls == [1]

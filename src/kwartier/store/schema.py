@@ -277,5 +277,15 @@ settings = Table(
     Column("value", Text, nullable=False),
 )
 
+#: Computed page data shared by the portal's worker processes (web/cache.py): a cache, never a source;
+#: ``key`` is the SHA-256 of the view, its key and the data version it was computed for.
+view_cache = Table(
+    "view_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False, index=True),
+)
+
 # Tables defined beside this module, on the same metadata (migrations 0005 and 0006).
 from kwartier.store import schema_governance, schema_telemetry  # noqa: E402,F401

@@ -14,19 +14,22 @@ its own cache; nothing personal leaves the process.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from kwartier.store import schema, schema_governance
 from kwartier.timegrid import floor_to_grid
 
 T = TypeVar("T")
+SHARED_KEEP = timedelta(days=40)  # shared entries older than this are dropped (a month's data, and some)
 
 #: What changes when a page's content can: the highest id of every table pages read (invoices, never
 #: deleted and keyed by number, by their count; consents, append-only). Each is an index lookup.
@@ -50,6 +53,7 @@ class ViewCache:
         self._version_at = float("-inf")
         self.hits = 0
         self.misses = 0
+        self.shared_hits = 0
 
     def data_version(self) -> tuple[int, ...]:
         """The highest id of every watched table, re-read at most once per ``ttl_s`` seconds."""
@@ -63,13 +67,16 @@ class ViewCache:
         return self._version
 
     def get(self, view: str, key: Hashable, compute: Callable[[], T], *, per_quarter: bool = True,
-            versioned: bool = True) -> T:
+            versioned: bool = True, shared: bool = False) -> T:
         """The view's data for ``key`` in the current data version (and quarter), computed on a miss.
 
         ``per_quarter=False`` for data that does not depend on the time of asking (a billed month's
         what-ifs, the invoice list). Two requests that miss at once may both compute; the result is
         the same, the last one stays. ``versioned=False`` when ``key`` itself names every input the
-        data depends on (then a write elsewhere, a vote say, does not throw it away).
+        data depends on (then a write elsewhere, a vote say, does not throw it away). ``shared=True``
+        for costly data that is JSON (a month's what-ifs): it is also kept in the store's
+        ``view_cache`` table, so the other worker processes, and a restarted server, read it instead
+        of computing it again.
         """
         quarter = floor_to_grid(datetime.now(UTC)) if per_quarter else None
         full = (view, key, self.data_version() if versioned else None, quarter)
@@ -79,12 +86,31 @@ class ViewCache:
                 self.hits += 1
                 return self._items[full]  # type: ignore[no-any-return]
         self.misses += 1
-        value = compute()
+        value = self._shared(full, compute) if shared else compute()
         with self._lock:
             self._items[full] = value
             self._items.move_to_end(full)
             while len(self._items) > self.maxsize:
                 self._items.popitem(last=False)
+        return value
+
+    def _shared(self, full: tuple[object, ...], compute: Callable[[], T]) -> T:
+        """The value stored for ``full`` in the view_cache table, else computed and stored."""
+        digest = hashlib.sha256(repr(full).encode()).hexdigest()
+        table = schema.view_cache
+        with self.engine.connect() as conn:
+            found = conn.execute(select(table.c.value).where(table.c.key == digest)).scalar()
+        if found is not None:
+            self.shared_hits += 1
+            return found  # type: ignore[no-any-return]
+        value = compute()
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(table).where(table.c.created_at < now - SHARED_KEEP))
+                conn.execute(insert(table).values(key=digest, value=value, created_at=now))
+        except SQLAlchemyError:  # another worker stored it meanwhile, or the store is busy: a cache may miss
+            pass
         return value
 
     def clear(self) -> None:

@@ -99,8 +99,7 @@ def learn(request: Request) -> Response:
         return render(request, "learn.j2", user, period=None, form=form)
     views = request.app.state.views
     cents = views.get("learn", (user.participant, period, tuple(form.items())),
-                      lambda: _what_ifs(engine, ctx, user, period, form), per_quarter=False)
-    plan = cents["plan"]
+                      lambda: _what_ifs(engine, ctx, user, period, form), per_quarter=False, shared=True)
 
     def shown(value: int | None) -> str:
         return "–" if value is None else i18n.money(value, lang)
@@ -112,7 +111,7 @@ def learn(request: Request) -> Response:
                "shift_diff": shown(None if now is None or shifted is None else shifted - now),
                "battery_diff": shown(None if now is None or battery is None else battery - now)}
     return render(request, "learn.j2", user, period=period, form=form, results=results, plans=plans,
-                  hourly=hourly, plan_name=plan.plan.name if plan else None,
+                  hourly=hourly, plan_name=cents["plan_name"],
                   form_text={"kwh": i18n.number(Decimal(form["kwh"]).scaleb(-3), lang, 1),
                              "battery_kwh": i18n.number(Decimal(form["battery_kwh"]).scaleb(-3), lang, 1),
                              "battery_kw": i18n.number(Decimal(form["battery_kw"]).scaleb(-3), lang, 1)},
@@ -145,8 +144,8 @@ def _what_ifs(engine: Any, ctx: api.Context, user: User, period: str, form: dict
             return None
 
     hourly = bool((frame.filter(pl.col("interval_start") >= start)["resolution"] == "PT60M").any())
-    return {
-        "plan": plan, "hourly": hourly,
+    return {  # JSON: shared by the server's worker processes through the store (web/cache.py)
+        "plan_name": plan.plan.name if plan else None, "hourly": hourly,
         "now": total(plan, frame) if plan else None,
         "shifted": total(plan, shift_load(frame, ctx.tz, start, stop, form["kwh"], form["from_hour"],
                                           form["to_hour"])) if plan else None,
