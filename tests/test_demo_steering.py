@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from kwartier import synth
-from kwartier.services import demo
+from kwartier.services import demo, demo_steering
 from kwartier.steer.prices import plan_prices
 from kwartier.steer.problem import Prices
 from kwartier.tariffs.cost import cost
@@ -32,16 +32,17 @@ def starts_s(first: date, end: date) -> np.ndarray:
 
 def test_the_controller_replans_at_13_over_the_rest_of_today_and_tomorrow():
     # Winter (UTC+1), 96 quarters a day: 13:00 local is quarter 52 of each day.
-    assert demo.replan_windows(date(2026, 1, 10), date(2026, 1, 13), starts_s(date(2026, 1, 10), date(2026, 1, 13))) \
+    windows = demo_steering.replan_windows
+    assert windows(date(2026, 1, 10), date(2026, 1, 13), starts_s(date(2026, 1, 10), date(2026, 1, 13))) \
         == [(0, 52, 96), (52, 148, 192), (148, 244, 288), (244, 288, 288)]
     # Into summer time: 29 March 2026 has 92 quarters; its 13:00 is 48 quarters after its midnight.
-    assert demo.replan_windows(date(2026, 3, 28), date(2026, 3, 30), starts_s(date(2026, 3, 28), date(2026, 3, 30))) \
+    assert windows(date(2026, 3, 28), date(2026, 3, 30), starts_s(date(2026, 3, 28), date(2026, 3, 30))) \
         == [(0, 52, 96), (52, 144, 188), (144, 188, 188)]
 
 
 def test_every_plan_fits_the_optimiser_and_the_windows_tile_the_period():
     s = starts_s(date(2026, 10, 1), date(2026, 11, 3))  # across the autumn change (100 quarters)
-    windows = demo.replan_windows(date(2026, 10, 1), date(2026, 11, 3), s)
+    windows = demo_steering.replan_windows(date(2026, 10, 1), date(2026, 11, 3), s)
     assert windows[0][0] == 0 and windows[-1][1] == len(s)
     assert all(a < b <= h <= a + 192 for a, b, h in windows)
     assert all(windows[i][1] == windows[i + 1][0] for i in range(len(windows) - 1))
@@ -57,7 +58,7 @@ def test_no_plan_uses_a_price_before_the_auction_publishes_it():
     s = interval_starts(*local_period_bounds(first, end))
     known = day_ahead_known_at(s).dt.epoch("s").to_numpy()
     epoch = s.dt.epoch("s").to_numpy()
-    windows = demo.replan_windows(first, end, epoch)
+    windows = demo_steering.replan_windows(first, end, epoch)
     for a, _applied, horizon in windows:
         assert known[a:horizon].max() <= epoch[a], (a, horizon)
     assert [h - a for a, _, h in windows[1:-1]] == [140] * 8 + [136] + [140] * 4  # 11 h + tomorrow (23 h on 29 March)
@@ -69,7 +70,7 @@ def test_a_derived_monthly_rate_is_priced_at_its_default_hand_checked():
     market = pl.DataFrame({"interval_start": list(starts), "resolution": "PT15M", "price_ueur_per_kwh": 100_000},
                           schema_overrides={"interval_start": pl.Datetime("us", "UTC")})
     market = market.with_columns(known_at=pl.col("interval_start") - timedelta(days=1))
-    p = demo.marginal_prices(load_plan("jem-2.0"), market, starts)
+    p = demo_steering.marginal_prices(load_plan("jem-2.0"), market, starts)
     assert p.import_ueur_per_kwh.tolist() == [263_780] * 8 and p.export_ueur_per_kwh.tolist() == [85_000] * 8
 
 
@@ -81,7 +82,7 @@ def test_prices_over_the_period_are_those_of_each_plan_window():
     market = market.with_columns(known_at=pl.col("interval_start") - timedelta(days=1))
     starts = tuple(s.to_list())
     loaded = load_plan("nl-dynamic-2026")
-    whole = demo.marginal_prices(loaded, market, starts)
+    whole = demo_steering.marginal_prices(loaded, market, starts)
     part = plan_prices(loaded, market, starts[52:192])
     assert (whole.import_ueur_per_kwh[52:192] == part.import_ueur_per_kwh).all()
     assert (whole.export_ueur_per_kwh[52:192] == part.export_ueur_per_kwh).all()
@@ -94,8 +95,8 @@ def test_a_battery_buys_at_night_and_sells_at_the_evening_peak_carrying_its_soc(
     s = interval_starts(*local_period_bounds(first, end))
     hour = s.dt.convert_time_zone("Europe/Amsterdam").dt.hour().to_numpy()
     price = np.where(hour < 6, 50_000, np.where((hour >= 17) & (hour < 21), 400_000, 200_000)).astype(np.int64)
-    windows = demo.replan_windows(first, end, s.dt.epoch("s").to_numpy())
-    run = demo.steer_battery(np.zeros(s.len(), np.int64), Prices.market(price), tuple(s.to_list()), windows)
+    windows = demo_steering.replan_windows(first, end, s.dt.epoch("s").to_numpy())
+    run = demo_steering.steer_battery(np.zeros(s.len(), np.int64), Prices.market(price), tuple(s.to_list()), windows)
     assert run.solves == len(windows) == 3
     assert not ((run.charge_wh > 0) & (run.discharge_wh > 0)).any()
     assert (run.charge_wh <= STEP_WH).all() and (run.discharge_wh <= STEP_WH).all()
@@ -187,7 +188,7 @@ def test_a_steered_household_pays_no_more_than_with_self_consumption(january):
     """Each steered household's January bill (tariffs.cost, VAT in) from its meter file is at most what
     the self-consumption rule's flows would cost; the fixed-plan battery runs the rule itself."""
     homes, folder, bare, gen = january
-    market = demo.read_market(folder / "prices_NL.csv")
+    market = demo_steering.read_market(folder / "prices_NL.csv")
     for h in homes[:3] + homes[4:5]:
         imp0, exp0 = flows(bare, h.ean)
         sc = bill(h.plan, *self_consumption(imp0, exp0), market)
@@ -203,6 +204,6 @@ def test_a_steered_household_pays_no_more_than_with_self_consumption(january):
 
 def test_a_price_file_that_misses_quarters_is_a_clear_error(tmp_path):
     homes = pick_homes()[:1]
-    market = demo.read_market(demo.generate(tmp_path / "a", FIRST, date(2026, 1, 3), homes).prices)  # type: ignore[arg-type]
+    market = demo_steering.read_market(demo.generate(tmp_path / "a", FIRST, date(2026, 1, 3), homes).prices)  # type: ignore[arg-type]
     with pytest.raises(demo.DemoError, match="no price for 96 quarter"):
         demo.generate(tmp_path / "b", FIRST, date(2026, 1, 4), homes, synthetic_prices=False, market=market)
