@@ -23,16 +23,15 @@ from conftest import ROOT, data_file, need
 from kwartier.ids import make_ean18
 from kwartier.services.telemetry import (
     QUARTER_US,
-    ConsumerOptions,
     MessageRejected,
     Sample,
-    TelemetryConsumer,
     TelemetryStore,
     parse_message,
     quarters_from_samples,
     register_at,
     topic_ean,
 )
+from kwartier.services.telemetry_mqtt import ConsumerOptions, TelemetryConsumer
 from kwartier.store import make_engine, open_store, schema
 from kwartier.store.schema_telemetry import alert_deliveries, telemetry_samples
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from kwartier.services.telemetry import DEFAULT_TOPIC, DEFAULT_URL, ConsumerOptions, TelemetryConsumer
+from kwartier.services.telemetry_mqtt import DEFAULT_TOPIC, DEFAULT_URL, ConsumerOptions, TelemetryConsumer
 from kwartier.store import StoreError, open_store
 
 ENV_MQTT = "KWARTIER_MQTT_URL"

@@ -35,7 +35,7 @@ from email.message import EmailMessage
 import paho.mqtt.client as mqtt
 from sqlalchemy import Engine, and_, or_, select, update
 
-from kwartier.services.telemetry import parse_mqtt_url
+from kwartier.services.telemetry_mqtt import parse_mqtt_url
 from kwartier.store.schema_telemetry import alert_deliveries
 from kwartier.web.alerts import Alert
 
