@@ -234,7 +234,8 @@ def test_changing_a_recorded_vote_breaks_the_chain(founded):
 
 @pytest.mark.slow
 def test_a_month_across_a_rule_change_and_a_leaving_member_is_shared_per_quarter(founded, tmp_path):
-    from kwartier.services.sharing import compute_sharing, post_sharing
+    from kwartier.services.sharing import compute_sharing
+    from kwartier.services.sharing_ledger import post_sharing
 
     start, stop = datetime(2026, 2, 28, 23, tzinfo=UTC), datetime(2026, 3, 31, 22, tzinfo=UTC)  # local March
     starts = pl.datetime_range(start, stop - timedelta(minutes=15), "15m", eager=True, time_zone="UTC")

@@ -28,9 +28,9 @@ from kwartier.services.sharing import (
     SharingServiceError,
     allocation_csv,
     compute_sharing,
-    post_sharing,
     read_dynamic_keys,
 )
+from kwartier.services.sharing_ledger import post_sharing
 from kwartier.settle import ledger
 from kwartier.store import open_store
 from kwartier.store import schema as s

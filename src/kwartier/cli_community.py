@@ -45,7 +45,8 @@ def share_cmd(
 ) -> None:
     """A month's sharing of local production per member, with self-consumption and self-sufficiency."""
     from kwartier.cli import err, fail, out, store
-    from kwartier.services.sharing import SharingServiceError, compute_sharing, post_sharing
+    from kwartier.services.sharing import SharingServiceError, compute_sharing
+    from kwartier.services.sharing_ledger import post_sharing
 
     if post and rules:
         raise fail("--rules is a what-if; the ledger only takes the rules in force (drop --rules or --post)")

@@ -322,7 +322,8 @@ def reproduce_sharing(engine: Engine, period: str, runs: list[tuple[int, datetim
     """The sharing lines recorded by ``runs`` and reproduced as of the last of them, their diff, and a part summary."""
     import tempfile
 
-    from kwartier.services.sharing import SharingServiceError, compute_sharing, ledger_lines
+    from kwartier.services.sharing import SharingServiceError, compute_sharing
+    from kwartier.services.sharing_ledger import ledger_lines
     from kwartier.store import open_store
 
     last, at, summary = runs[-1]
