@@ -69,3 +69,18 @@ def test_shared_data_is_computed_once_for_every_process(tmp_path):
     _import_row(one.engine)  # a write: a new data version, computed afresh
     other.get("learn", ("p1", "2026-10"), compute, shared=True)
     assert calls == [1]
+
+
+def test_a_view_watching_some_parts_survives_writes_to_the_others(tmp_path):
+    engine = open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    views = ViewCache(engine)
+    calls = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert views.get("sharing", "2026-10", compute, watch=("readings", "prices")) == 1
+    _import_row(engine)  # the imports table moves on, readings and prices do not
+    assert views.get("sharing", "2026-10", compute, watch=("readings", "prices")) == 1
+    assert views.get("page", "2026-10", compute) == 2  # a view that watches everything sees the write

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from kwartier.services import governance
 from kwartier.services.sharing import compute_sharing
 from kwartier.store import open_store
 from kwartier.timegrid import floor_to_grid
+from kwartier.web import i18n
 from kwartier.web.app import create_app
 from test_web_api import build_world
 from test_web_isolation import login
@@ -48,7 +50,11 @@ def test_a_member_sees_the_rules_the_totals_and_only_its_own_sharing(world):
     assert _rows(page.text) == ["p1"]  # never another member's energy
     assert f"Shared energy, {world.period}" in page.text
     mine = next(m for m in expected["members"] if m["participant"] == "p1")
-    assert mine["consumption_kwh"] and "One community price" in page.text
+    row = re.search(r"<tr><td>p1</td>(.*?)</tr>", page.text, re.S).group(1)
+    shown = re.findall(r'<td class="num">([^<]*)</td>', row)
+    fields = ("production", "surplus", "consumption", "community", "complement")
+    assert shown == [i18n.number(Decimal(mine[f + "_kwh"]), "en", 1) for f in fields]  # the member's own figures
+    assert "One community price" in page.text
 
 
 def test_the_operator_sees_every_member(world):

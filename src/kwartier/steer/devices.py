@@ -27,6 +27,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kwartier.tariffs.plan import validation_line
+
 DEFAULT_WEAR_EUR_PER_KWH = Decimal("0.05")
 QUARTER = timedelta(minutes=15)
 
@@ -211,13 +213,7 @@ def _format_errors(where: str, data: dict[str, Any], exc: ValidationError) -> st
         elif loc and isinstance(loc[0], str) and loc[0] in Devices.model_fields:
             prefix += f": [{loc[0]}]"
             loc = loc[1:]
-        field = ".".join(str(x) for x in loc if not str(x).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (a typo?)"
-        elif err["type"] == "missing":
-            msg = "is required"
-        lines.append(f"{prefix}, field {field!r}: {msg}" if field else f"{prefix}: {msg}")
+        lines.append(validation_line(prefix, loc, err))
     return "\n".join(lines)
 
 

@@ -296,14 +296,23 @@ def _format_validation(where: str, data: dict, exc: ValidationError) -> str:
             sid = decls[loc[1]].get("id") if loc[1] < len(decls) and isinstance(decls[loc[1]], dict) else None
             prefix += f": series {sid!r} (series[{loc[1]}])" if sid else f": series[{loc[1]}]"
             loc = loc[2:]
-        field = ".".join(str(x) for x in loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (a typo?)"
-        elif err["type"] == "missing":
-            msg = "is required"
-        lines.append(f"{prefix}, field {field!r}: {msg}" if field else f"{prefix}: {msg}")
+        lines.append(validation_line(prefix, loc, err))
     return "\n".join(lines)
+
+
+def validation_line(prefix: str, loc: list[Any], err: Any) -> str:
+    """One pydantic error as a line a person can act on: ``<file: table>, field 'x': what is wrong``.
+
+    ``prefix`` names the file and the table or item; ``loc`` is what is left of the error's location
+    (pydantic's validator steps such as ``function-after[...]`` are left out).
+    """
+    field = ".".join(str(x) for x in loc if not str(x).startswith("function-"))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (a typo?)"
+    elif err["type"] == "missing":
+        msg = "is required"
+    return f"{prefix}, field {field!r}: {msg}" if field else f"{prefix}: {msg}"
 
 
 def plan_from_text(text: str, where: str) -> LoadedPlan:

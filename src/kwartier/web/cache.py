@@ -33,9 +33,11 @@ SHARED_KEEP = timedelta(days=40)  # shared entries older than this are dropped (
 
 #: What changes when a page's content can: the highest id of every table pages read (invoices, never
 #: deleted and keyed by number, by their count; consents, append-only). Each is an index lookup.
-WATCHED = (func.max(schema.imports.c.id), func.max(schema.readings.c.id), func.max(schema.prices.c.id),
-           func.max(schema.entities.c.id), func.max(schema.settle_runs.c.id), func.max(schema.journal.c.seq),
-           func.count(schema.invoices.c.number), func.max(schema_governance.consents.c.id))
+WATCHED = {"imports": func.max(schema.imports.c.id), "readings": func.max(schema.readings.c.id),
+           "prices": func.max(schema.prices.c.id), "entities": func.max(schema.entities.c.id),
+           "settle_runs": func.max(schema.settle_runs.c.id), "journal": func.max(schema.journal.c.seq),
+           "invoices": func.count(schema.invoices.c.number), "consents": func.max(schema_governance.consents.c.id)}
+PARTS = tuple(WATCHED)
 
 
 class ViewCache:
@@ -59,7 +61,7 @@ class ViewCache:
         """The highest id of every watched table, re-read at most once per ``ttl_s`` seconds."""
         now = self._clock()
         if self._version is None or now - self._version_at >= self.ttl_s:
-            query = select(*[select(w).scalar_subquery() for w in WATCHED])
+            query = select(*[select(w).scalar_subquery() for w in WATCHED.values()])
             with self.engine.connect() as conn:
                 row = conn.execute(query).one()
             self._version = tuple(v or 0 for v in row)
@@ -67,19 +69,20 @@ class ViewCache:
         return self._version
 
     def get(self, view: str, key: Hashable, compute: Callable[[], T], *, per_quarter: bool = True,
-            versioned: bool = True, shared: bool = False) -> T:
+            watch: tuple[str, ...] = PARTS, shared: bool = False) -> T:
         """The view's data for ``key`` in the current data version (and quarter), computed on a miss.
 
         ``per_quarter=False`` for data that does not depend on the time of asking (a billed month's
         what-ifs, the invoice list). Two requests that miss at once may both compute; the result is
-        the same, the last one stays. ``versioned=False`` when ``key`` itself names every input the
-        data depends on (then a write elsewhere, a vote say, does not throw it away). ``shared=True``
+        the same, the last one stays. ``watch`` names the parts of the data version (``PARTS``) the
+        data depends on: a write elsewhere (a vote in the journal, say) then does not throw it away. ``shared=True``
         for costly data that is JSON (a month's what-ifs): it is also kept in the store's
         ``view_cache`` table, so the other worker processes, and a restarted server, read it instead
         of computing it again.
         """
         quarter = floor_to_grid(datetime.now(UTC)) if per_quarter else None
-        full = (view, key, self.data_version() if versioned else None, quarter)
+        version = dict(zip(PARTS, self.data_version(), strict=True))
+        full = (view, key, tuple(version[p] for p in watch), quarter)
         with self._lock:
             if full in self._items:
                 self._items.move_to_end(full)

@@ -29,7 +29,7 @@ def community(request: Request) -> Response:
 
 def _page(request: Request, user: User, lang: str, status: int = 200, message: str | None = None) -> Response:
     views = request.app.state.views
-    data = views.get("community", (lang,), lambda: _community(request, lang))
+    data = views.get("community", (lang,), lambda: _community(request, user, lang))
     sharing = data["sharing"]
     if sharing is not None and user.role == "participant":  # a member sees its own row and the totals only
         sharing = {**sharing, "members": [m for m in sharing["members"] if m["participant"] == user.participant]}
@@ -37,13 +37,13 @@ def _page(request: Request, user: User, lang: str, status: int = 200, message: s
                   sharing=sharing, proposals=data["proposals"], me=user.participant)
 
 
-def _community(request: Request, lang: str) -> dict[str, Any]:
+def _community(request: Request, user: User, lang: str) -> dict[str, Any]:
     """What every member may see: the rulebook in force, the last settled month's sharing, the proposals."""
     from kwartier.services.governance import show
     from kwartier.services.sharing import SharingServiceError, compute_sharing
 
     engine = request.app.state.engine
-    ctx = api.context(engine, User("-", "operator", None, None))
+    ctx = api.context(engine, user)  # for the community's time zone: nothing of the user's own is read
     state = show(engine)
     rulebook = state["in_force"]["rulebook"]
     rules = {"version": state["in_force"]["version"],
@@ -53,10 +53,6 @@ def _community(request: Request, lang: str) -> dict[str, Any]:
     period = last_settled(engine)
     sharing = None
     if period is not None:
-        version = request.app.state.views.data_version()
-        # The month's sharing depends on its readings, prices, the definition and the rules, not on votes
-        # or bills: keyed by those, it survives the writes a vote makes.
-        key = (period, version[1], version[2], version[3], state["in_force"]["digest"])
 
         def share() -> Any:
             try:
@@ -64,7 +60,10 @@ def _community(request: Request, lang: str) -> dict[str, Any]:
             except (SharingServiceError, ValueError):
                 return None
 
-        result = request.app.state.views.get("sharing", key, share, per_quarter=False, versioned=False)
+        # The month's sharing depends on its readings, prices, the definition and the rules, not on votes
+        # or bills: watching only those, it survives the writes a vote makes.
+        result = request.app.state.views.get("sharing", (period, state["in_force"]["digest"]), share,
+                                             per_quarter=False, watch=("readings", "prices", "entities"))
         if result is not None:
             doc, k = result.to_json(), result.kpis
 
